@@ -1,0 +1,51 @@
+# dra-driver-hostdev: every command a developer or CI runs. Run through ./dev, which sets up .venv.
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+py := ".venv/bin/python"
+
+# List the recipes.
+default:
+    @just --list
+
+# Install the workspace into .venv exactly as uv.lock says.
+[group('setup')]
+sync:
+    uv sync --locked
+
+# Format the code.
+[group('dev')]
+fmt:
+    ruff format .
+    ruff check --fix .
+
+# ruff, mypy --strict and the import contracts.
+[group('check')]
+lint:
+    ruff format --check .
+    ruff check .
+    mypy libs/*/src services/*/src scripts tests
+    lint-imports
+
+# Regenerate the kubelet gRPC code from proto/.
+[group('proto')]
+proto:
+    {{py}} scripts/gen_proto.py
+
+# Fail when the generated kubelet code differs from what proto/ produces.
+[group('proto')]
+proto-check:
+    {{py}} scripts/gen_proto.py --check
+
+# The whole pytest suite (flows on a real nats-server, real unix sockets).
+[group('check')]
+test *args:
+    {{py}} -m pytest -q {{args}}
+
+# Everything CI runs: lint, proto-check and the tests.
+[group('check')]
+ci: lint proto-check test
+
+# The demo on a simulated node: NATS, API emulator, five services, kubelet simulator.
+[group('run')]
+demo *args:
+    {{py}} -m hostdev_testing.demo {{args}}

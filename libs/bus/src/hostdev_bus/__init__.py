@@ -1,0 +1,34 @@
+"""NATS for dra-driver-hostdev: connect, typed request/reply, KV with compare-and-set, tracing."""
+
+from hostdev_bus.client import Bus, NatsBus, connect, decode_reply
+from hostdev_bus.errors import (
+    BusError,
+    KeyExists,
+    KeyMissing,
+    KvError,
+    MalformedReply,
+    RemoteError,
+    RequestTimeout,
+    Unavailable,
+    WrongRevision,
+)
+from hostdev_bus.kv import KvStore, MemoryKv, NatsKv
+
+__all__ = [
+    "Bus",
+    "BusError",
+    "KeyExists",
+    "KeyMissing",
+    "KvError",
+    "KvStore",
+    "MalformedReply",
+    "MemoryKv",
+    "NatsBus",
+    "NatsKv",
+    "RemoteError",
+    "RequestTimeout",
+    "Unavailable",
+    "WrongRevision",
+    "connect",
+    "decode_reply",
+]

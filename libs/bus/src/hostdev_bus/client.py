@@ -1,0 +1,93 @@
+"""The Bus seam (request with deadline, publish) and its NATS implementation."""
+
+from __future__ import annotations
+
+import logging
+from typing import Protocol, TypeVar
+
+import nats
+import nats.errors
+from nats.aio.client import Client as NatsClient
+
+from hostdev_bus import codec, tracing
+from hostdev_bus.errors import MalformedReply, RemoteError, RequestTimeout, Unavailable
+from hostdev_events.base import ErrorReply, Message
+
+logger = logging.getLogger(__name__)
+
+R = TypeVar("R", bound=Message)
+
+
+class Bus(Protocol):
+    """What handlers need from NATS: typed request/reply and publish."""
+
+    async def request(self, subject: str, message: Message, reply: type[R], timeout: float) -> R:
+        """Send `message`, wait at most `timeout` seconds for a `reply`.
+
+        Raises RemoteError for an ErrorReply, RequestTimeout, Unavailable or MalformedReply.
+        """
+        ...
+
+    async def publish(self, subject: str, message: Message) -> None:
+        """Fire-and-forget an event."""
+        ...
+
+
+class NatsBus:
+    """Bus over a nats-py connection; carries the trace context in headers."""
+
+    def __init__(self, nc: NatsClient) -> None:
+        self.nc = nc
+
+    async def request(self, subject: str, message: Message, reply: type[R], timeout: float) -> R:
+        payload = codec.encode(message)
+        try:
+            msg = await self.nc.request(
+                subject, payload, timeout=max(timeout, 0.001), headers=tracing.inject()
+            )
+        except nats.errors.NoRespondersError as err:
+            raise Unavailable(subject, "no responders") from err
+        except nats.errors.TimeoutError as err:
+            raise RequestTimeout(subject, timeout) from err
+        except (nats.errors.ConnectionClosedError, nats.errors.ConnectionReconnectingError) as err:
+            raise Unavailable(subject, f"not connected to NATS: {err}") from err
+        return decode_reply(subject, msg.data, reply)
+
+    async def publish(self, subject: str, message: Message) -> None:
+        await self.nc.publish(subject, codec.encode(message), headers=tracing.inject())
+
+
+def decode_reply(subject: str, data: bytes, reply: type[R]) -> R:
+    """Decode a reply as `reply`, raising RemoteError for an ErrorReply."""
+    try:
+        decoded: R | ErrorReply = codec.reply_decoder(reply).decode(data)
+    except Exception as err:  # msgspec raises DecodeError or ValidationError
+        raise MalformedReply(subject, str(err)) from err
+    if isinstance(decoded, ErrorReply):
+        raise RemoteError(decoded.code, decoded.detail, subject)
+    return decoded
+
+
+async def connect(url: str, name: str) -> NatsClient:
+    """Connect to NATS, reconnecting forever: a node's leaf may restart under us."""
+
+    async def on_error(err: Exception) -> None:
+        logger.warning("nats error", extra={"error": str(err)})
+
+    async def on_disconnected() -> None:
+        logger.warning("nats disconnected")
+
+    async def on_reconnected() -> None:
+        logger.info("nats reconnected")
+
+    return await nats.connect(
+        url,
+        name=name,
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=0.5,
+        connect_timeout=2,
+        allow_reconnect=True,
+        error_cb=on_error,
+        disconnected_cb=on_disconnected,
+        reconnected_cb=on_reconnected,
+    )

@@ -1,0 +1,78 @@
+"""The node's device inventory as discovery publishes it (KV values and events)."""
+
+from __future__ import annotations
+
+import msgspec
+
+from hostdev_events.base import Message
+
+
+class Attribute(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """A ResourceSlice device attribute: exactly one of the four fields is set."""
+
+    string: str | None = None
+    int_: int | None = msgspec.field(default=None, name="int")
+    bool_: bool | None = msgspec.field(default=None, name="bool")
+    version: str | None = None
+
+
+class DeviceNodeEdit(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """A device node handed to the container."""
+
+    path: str  # inside the container
+    host_path: str  # on the host, with the configured root applied
+    permissions: str = "rw"
+
+
+class MountEdit(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """A host path bind-mounted into the container."""
+
+    host_path: str
+    container_path: str
+    read_only: bool = False
+
+
+class ContainerEdits(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """What a prepared device adds to a container (becomes CDI containerEdits)."""
+
+    device_nodes: tuple[DeviceNodeEdit, ...] = ()
+    mounts: tuple[MountEdit, ...] = ()
+    env: tuple[str, ...] = ()
+
+
+class Device(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """One device of the node's inventory (KV value `device.v1`, key node.device).
+
+    `name` is stable across restarts (derived from a path, PCI address or serial),
+    a DNS label so it can be a ResourceSlice device name. `params` carries the
+    family's own identity data (for example a PCI address) for prepare.
+    """
+
+    version: int = 1
+    name: str
+    family: str
+    attributes: dict[str, Attribute] = {}
+    capacity: dict[str, str] = {}
+    shareable: bool = False
+    healthy: bool = True
+    edits: ContainerEdits = ContainerEdits()
+    params: dict[str, str] = {}
+
+
+class InventoryChanged(Message, frozen=True, tag="inventory.changed.v1"):
+    """Devices of the node were added, changed or removed since the last event."""
+
+    node: str
+    changed: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+
+
+class GetInventory(Message, frozen=True, tag="inventory.get.v1"):
+    """Ask for the node's current inventory."""
+
+
+class InventorySnapshot(Message, frozen=True, tag="inventory.snapshot.v1"):
+    """Every device discovery currently knows on the node."""
+
+    node: str
+    devices: tuple[Device, ...]

@@ -1,0 +1,56 @@
+"""Checkpoint records kept in JetStream KV, one per node and claim."""
+
+from __future__ import annotations
+
+import enum
+
+import msgspec
+
+from hostdev_events.claims import ClaimOutcome, ClaimRef
+from hostdev_events.inventory import ContainerEdits
+
+
+class ClaimStep(enum.StrEnum):
+    """Steps of the claim state machine, recorded before and after each action."""
+
+    # Devices chosen and every host action planned (with what undoes it), recorded
+    # before anything is reserved or touched; a crash here is finished by the next call.
+    PREPARING = "preparing"
+    COMPLETED = "completed"  # reserved, host actions done, specs written, outcome recorded
+    UNPREPARING = "unpreparing"  # undo started; the next call finishes it
+
+
+class AllocatedDevice(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """One allocation result of this driver on this node, as read from the claim."""
+
+    request: str  # top-level request name (subrequest stripped)
+    pool: str
+    device: str
+    family: str = ""
+    shareable: bool = False  # published with allowMultipleAllocations
+    admin_access: bool = False
+    share_id: str | None = None
+
+
+class HostUndo(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """A family's plan for one device: what it will do, how to undo it, and the edits.
+
+    Planned (read-only) before the checkpoint records it, applied after, so a crash
+    between the two never loses what must be restored (an original driver, an mdev UUID).
+    """
+
+    device: str
+    family: str
+    data: dict[str, str] = {}
+    edits: ContainerEdits = ContainerEdits()
+
+
+class Checkpoint(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """Where one claim stands on this node (KV value `checkpoint.v1`)."""
+
+    version: int = 1
+    claim: ClaimRef
+    step: ClaimStep
+    devices: tuple[AllocatedDevice, ...] = ()
+    undo: tuple[HostUndo, ...] = ()
+    outcome: ClaimOutcome | None = None

@@ -1,0 +1,69 @@
+"""The one interface every device family implements, and helpers they share."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Protocol
+
+from hostdev_events.inventory import Device
+from hostdev_events.state import HostUndo
+
+ATTR_FAMILY = "family"
+ATTR_PATH = "path"
+STD_PCI_BUS_ID = "resource.kubernetes.io/pciBusID"
+STD_PCIE_ROOT = "resource.kubernetes.io/pcieRoot"
+
+_NOT_LABEL = re.compile(r"[^a-z0-9]+")
+
+
+class FamilyError(Exception):
+    """A family could not do what was asked; `device` names the device."""
+
+    def __init__(self, device: str, message: str) -> None:
+        super().__init__(f"{device}: {message}")
+        self.device = device
+
+
+class HostRefused(FamilyError):
+    """The kernel refused a write (busy device, unknown type); nothing is left half-done."""
+
+
+class Family(Protocol):
+    """Discover, prepare, unprepare and check one kind of device, all under one root.
+
+    Methods are synchronous filesystem work; services call them through
+    asyncio.to_thread. `plan` only reads; `apply` and `unprepare` are idempotent,
+    and `apply` undoes what it did before raising.
+    """
+
+    name: str
+
+    def discover(self) -> list[Device]:
+        """Every device of this family on the node, with stable names."""
+        ...
+
+    def plan(self, device: Device, claim_uid: str) -> HostUndo:
+        """Decide the host actions for a device and record how to undo them; no writes."""
+        ...
+
+    def apply(self, plan: HostUndo) -> None:
+        """Carry out a plan (bind to vfio-pci, create an mdev); raises HostRefused."""
+        ...
+
+    def unprepare(self, undo: HostUndo) -> None:
+        """Undo `apply`; succeeding when there is nothing left to undo."""
+        ...
+
+    def healthy(self, device: Device) -> bool:
+        """Whether the device is still there and usable."""
+        ...
+
+
+def dns_label(text: str) -> str:
+    """A stable DNS label (<= 63 chars, [a-z0-9-]) for a path, address or serial."""
+    label = _NOT_LABEL.sub("-", text.lower()).strip("-") or "device"
+    if len(label) <= 63:
+        return label
+    digest = hashlib.sha256(text.encode()).hexdigest()[:8]
+    return f"{label[:54].rstrip('-')}-{digest}"

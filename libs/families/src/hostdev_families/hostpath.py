@@ -1,0 +1,127 @@
+"""Host device nodes and paths (/dev/kvm, /dev/dri/*, /dev/net/tun, X11 sockets) from configuration."""
+
+from __future__ import annotations
+
+import glob as globlib
+import logging
+
+from hostdev_events.inventory import (
+    Attribute,
+    ContainerEdits,
+    Device,
+    DeviceNodeEdit,
+    MountEdit,
+)
+from hostdev_events.state import HostUndo
+from hostdev_families.base import (
+    ATTR_FAMILY,
+    ATTR_PATH,
+    STD_PCI_BUS_ID,
+    STD_PCIE_ROOT,
+    dns_label,
+)
+from hostdev_families.config import HostPathSpec
+from hostdev_sysfs import HostRoot, PathEscapesRoot
+
+logger = logging.getLogger(__name__)
+
+FAMILY = "hostpath"
+
+
+class HostPathFamily:
+    """Configured host paths; nothing to do on the host but hand them over."""
+
+    name = FAMILY
+
+    def __init__(self, root: HostRoot, specs: tuple[HostPathSpec, ...]) -> None:
+        self.root = root
+        self.specs = specs
+
+    def discover(self) -> list[Device]:
+        devices: dict[str, Device] = {}
+        for spec in self.specs:
+            for host_path in self._matches(spec):
+                device = self._device(spec, host_path)
+                if device.name in devices:
+                    logger.warning("duplicate device name", extra={"device": device.name})
+                    continue
+                devices[device.name] = device
+        return sorted(devices.values(), key=lambda d: d.name)
+
+    def _matches(self, spec: HostPathSpec) -> list[str]:
+        try:
+            if globlib.has_magic(spec.path):
+                return self.root.glob(spec.path)
+            return [spec.path] if self.root.exists(spec.path) else []
+        except PathEscapesRoot as err:
+            logger.warning("host path rejected", extra={"path": spec.path, "error": str(err)})
+            return []
+
+    def _device(self, spec: HostPathSpec, host_path: str) -> Device:
+        is_glob = globlib.has_magic(spec.path)
+        name = spec.name if spec.name and not is_glob else dns_label(host_path)
+        container_path = spec.container_path if spec.container_path and not is_glob else host_path
+        real = str(self.root.path(host_path))
+        if spec.type == "device":
+            edits = ContainerEdits(
+                device_nodes=(
+                    DeviceNodeEdit(
+                        path=container_path, host_path=real, permissions=spec.permissions
+                    ),
+                )
+            )
+        else:
+            edits = ContainerEdits(
+                mounts=(
+                    MountEdit(
+                        host_path=real, container_path=container_path, read_only=spec.read_only
+                    ),
+                )
+            )
+        attributes = {
+            ATTR_FAMILY: Attribute(string=FAMILY),
+            "type": Attribute(string=spec.type),
+            **self._pci_attributes(host_path),
+        }
+        if len(host_path) <= 64:
+            attributes[ATTR_PATH] = Attribute(string=host_path)
+        return Device(
+            name=name,
+            family=FAMILY,
+            attributes=attributes,
+            shareable=spec.shared,
+            edits=edits,
+            params={"path": host_path, "type": spec.type},
+        )
+
+    def _pci_attributes(self, host_path: str) -> dict[str, Attribute]:
+        """Standard PCI attributes for DRM nodes, whose sysfs entry links to a PCI function."""
+        if not host_path.startswith("/dev/dri/"):
+            return {}
+        minor = host_path.rsplit("/", 1)[-1]
+        try:
+            pci = self.root.resolve(f"/sys/class/drm/{minor}/device")
+        except (PathEscapesRoot, OSError):
+            return {}
+        bdf = pci.name
+        host = self.root.host_path_of(pci)
+        parts = host.split("/")
+        if "devices" not in parts or not pci.exists():
+            return {}
+        top = parts[parts.index("devices") + 1] if len(parts) > parts.index("devices") + 1 else ""
+        attrs = {STD_PCI_BUS_ID: Attribute(string=bdf)}
+        if top.startswith("pci"):
+            attrs[STD_PCIE_ROOT] = Attribute(string=top)
+        return attrs
+
+    def plan(self, device: Device, claim_uid: str) -> HostUndo:
+        return HostUndo(device=device.name, family=FAMILY, edits=device.edits)
+
+    def apply(self, plan: HostUndo) -> None:
+        return None  # access is all a host path needs
+
+    def unprepare(self, undo: HostUndo) -> None:
+        return None
+
+    def healthy(self, device: Device) -> bool:
+        return self.root.exists(device.params.get("path", "/nonexistent"))

@@ -1,0 +1,1 @@
+"""Generated Python code for the kubelet plugin gRPC APIs."""

@@ -1,0 +1,1 @@
+"""Settings loading, logging and OpenTelemetry set-up, and the one service runner."""

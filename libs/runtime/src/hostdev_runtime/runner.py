@@ -1,0 +1,194 @@
+"""The only main loop: subscribe routes, dispatch to typed handlers, drain on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+import msgspec
+from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from opentelemetry import trace
+
+from hostdev_bus import NatsBus, RemoteError, RequestTimeout, Unavailable, codec, connect, tracing
+from hostdev_bus.errors import BusError
+from hostdev_events import subjects
+from hostdev_events.base import ErrorCode, ErrorReply, Message
+from hostdev_events.service import ServiceReady
+from hostdev_runtime import telemetry
+from hostdev_runtime.errors import HandlerError
+from hostdev_runtime.settings import CommonSettings
+
+logger = logging.getLogger(__name__)
+tracer = trace.get_tracer("hostdev_runtime")
+
+M = TypeVar("M", bound=Message)
+
+
+@dataclass(frozen=True, slots=True)
+class Route(Generic[M]):
+    """One subject, the one type its messages must decode as, and its handler."""
+
+    subject: str
+    request: type[M]
+    handler: Callable[[M], Awaitable[Message | None]]
+    every_instance: bool = False  # events each instance must see; commands go to one of them
+
+
+@dataclass(slots=True)
+class ServiceContext:
+    """What an app gets to build its dependencies and background tasks."""
+
+    service: str
+    settings: CommonSettings
+    nc: NatsClient
+    js: JetStreamContext
+    bus: NatsBus
+    tasks: asyncio.TaskGroup
+    stack: contextlib.AsyncExitStack
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    background: list[asyncio.Task[None]] = field(default_factory=list)
+
+    def spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run background work for the life of the service; it is cancelled on stop."""
+        self.background.append(self.tasks.create_task(work))
+
+
+App = Callable[[ServiceContext], Awaitable[Sequence[Route[Any]]]]
+
+
+async def handle(route: Route[M], msg: Msg) -> Message | None:
+    """Decode, run the handler and turn every failure into a typed ErrorReply."""
+    try:
+        request = codec.decoder(route.request).decode(msg.data)
+    except (msgspec.DecodeError, msgspec.ValidationError) as err:
+        return ErrorReply(code=ErrorCode.MALFORMED, detail=f"not a {route.request.__name__}: {err}")
+    try:
+        return await route.handler(request)
+    except HandlerError as err:
+        return ErrorReply(code=err.code, detail=err.detail)
+    except RemoteError as err:
+        return ErrorReply(code=err.code, detail=err.detail)
+    except RequestTimeout as err:
+        return ErrorReply(code=ErrorCode.TIMEOUT, detail=str(err))
+    except (Unavailable, BusError) as err:
+        return ErrorReply(code=ErrorCode.UNAVAILABLE, detail=str(err))
+    except Exception as err:
+        logger.exception("handler failed", extra={"subject": route.subject})
+        return ErrorReply(code=ErrorCode.INTERNAL, detail=f"{type(err).__name__}: {err}")
+
+
+async def _dispatch(route: Route[Any], msg: Msg) -> None:
+    started = time.perf_counter()
+    attributes = {
+        telemetry.ATTR_MESSAGING_SYSTEM: "nats",
+        telemetry.ATTR_MESSAGING_DESTINATION: route.subject,
+    }
+    with tracer.start_as_current_span(
+        f"process {route.request.__name__}",
+        context=tracing.extract(msg.headers),
+        kind=trace.SpanKind.CONSUMER,
+        attributes=attributes,
+    ) as span:
+        reply = await handle(route, msg)
+        outcome = reply.code if isinstance(reply, ErrorReply) else "ok"
+        if isinstance(reply, ErrorReply):
+            span.set_status(trace.StatusCode.ERROR, reply.detail)
+        if msg.reply and reply is not None:
+            with contextlib.suppress(Exception):  # the requester may be gone; nothing to undo
+                await msg.respond(codec.encode(reply))
+        logger.info(
+            "handled",
+            extra={
+                "subject": route.subject,
+                "outcome": str(outcome),
+                "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+            },
+        )
+
+
+async def serve(
+    ctx: ServiceContext, routes: Sequence[Route[Any]], *, max_in_flight: int = 256
+) -> None:
+    """Serve `routes` until ctx.stopping is set, then stop taking work and finish in-flight."""
+    limiter = asyncio.Semaphore(max_in_flight)
+    in_flight: set[asyncio.Task[None]] = set()
+    queue = subjects.queue_group(ctx.service)
+
+    def finished(task: asyncio.Task[None]) -> None:
+        in_flight.discard(task)
+        limiter.release()
+
+    def subscriber(route: Route[Any]) -> Callable[[Msg], Awaitable[None]]:
+        async def on_message(msg: Msg) -> None:
+            await limiter.acquire()  # back-pressure: stop reading while saturated
+            task = ctx.tasks.create_task(_dispatch(route, msg))
+            in_flight.add(task)
+            task.add_done_callback(finished)
+
+        return on_message
+
+    subs = [
+        await ctx.nc.subscribe(r.subject, queue="" if r.every_instance else queue, cb=subscriber(r))
+        for r in routes
+    ]
+    await ctx.nc.flush()
+    await ctx.bus.publish(
+        subjects.service_ready(ctx.settings.node_name),
+        ServiceReady(service=ctx.service, instance=_instance_id(), node=ctx.settings.node_name),
+    )
+    logger.info("service ready", extra={"routes": [r.subject for r in routes]})
+    await ctx.stopping.wait()
+    for sub in subs:
+        with contextlib.suppress(Exception):
+            await sub.unsubscribe()
+    if in_flight:
+        await asyncio.wait(in_flight, timeout=10.0)
+
+
+def _instance_id() -> str:
+    return f"{os.uname().nodename}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+async def run_service(
+    service: str, settings: CommonSettings, app: App, stopping: asyncio.Event | None = None
+) -> None:
+    """Connect, build the app, serve until stopped, then drain and close.
+
+    Without `stopping` the process's SIGTERM and SIGINT stop it; with one (services
+    run as tasks in tests) setting that event does.
+    """
+    loop = asyncio.get_running_loop()
+    nc = await connect(settings.nats_url, name=f"{service}@{settings.node_name}")
+    try:
+        async with contextlib.AsyncExitStack() as stack, asyncio.TaskGroup() as tasks:
+            ctx = ServiceContext(
+                service=service,
+                settings=settings,
+                nc=nc,
+                js=nc.jetstream(),
+                bus=NatsBus(nc),
+                tasks=tasks,
+                stack=stack,
+                stopping=stopping or asyncio.Event(),
+            )
+            if stopping is None:
+                for sig in (signal.SIGTERM, signal.SIGINT):
+                    loop.add_signal_handler(sig, ctx.stopping.set)
+            routes = await app(ctx)
+            await serve(ctx, routes)
+            for task in ctx.background:
+                task.cancel()
+    finally:
+        with contextlib.suppress(Exception):
+            await nc.drain()
+        logger.info("service stopped")

@@ -1,0 +1,55 @@
+"""Service settings: one frozen Struct per service, read once from the environment."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TypeVar
+
+import msgspec
+
+from hostdev_runtime.errors import SettingsError
+
+ENV_PREFIX = "HOSTDEV_"
+
+
+class CommonSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """Settings every service has.
+
+    node_name:   the Kubernetes node this instance serves (env NODE_NAME, required).
+    nats_url:    the node's NATS leaf (HOSTDEV_NATS_URL).
+    driver_name: the DRA driver name, also the CDI vendor suffix (HOSTDEV_DRIVER_NAME).
+    log_level:   DEBUG, INFO, WARNING or ERROR (HOSTDEV_LOG_LEVEL).
+    """
+
+    node_name: str
+    nats_url: str = "nats://127.0.0.1:4222"
+    driver_name: str = "hostdev.k8s.io"
+    log_level: str = "INFO"
+
+
+S = TypeVar("S", bound=CommonSettings)
+
+
+def env_name(field: str) -> str:
+    """The environment variable that sets `field`."""
+    return "NODE_NAME" if field == "node_name" else ENV_PREFIX + field.upper()
+
+
+def load_settings(kind: type[S], env: Mapping[str, str]) -> S:
+    """Build `kind` from environment variables; a missing required one is an error."""
+    values: dict[str, str] = {}
+    for field in msgspec.structs.fields(kind):
+        name = env_name(field.name)
+        if name in env:
+            values[field.name] = env[name]
+    try:
+        return msgspec.convert(values, kind, strict=False)
+    except msgspec.ValidationError as err:
+        raise SettingsError(_explain(str(err))) from err
+
+
+def _explain(message: str) -> str:
+    # msgspec names the field ("Object missing required field `node_name`"); name the variable.
+    for part in message.split("`")[1::2]:
+        return f"{message} (set {env_name(part.split('.')[-1])})"
+    return message

@@ -1,0 +1,189 @@
+"""Run the five services for one simulated node: as asyncio tasks or as real processes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import nats
+from nats.aio.client import Client as NatsClient
+
+from hostdev_events import subjects
+from hostdev_events.service import ServiceReady
+
+MODULES = {
+    "gateway": "hostdev_gateway",
+    "discovery": "hostdev_discovery",
+    "allocator": "hostdev_allocator",
+    "preparer": "hostdev_preparer",
+    "cdi-writer": "hostdev_cdi_writer",
+}
+ALL = tuple(MODULES)
+
+
+@dataclass(frozen=True, slots=True)
+class NodeConfig:
+    """Everything the services of one simulated node need to know."""
+
+    node: str
+    driver: str
+    nats_url: str
+    api_url: str
+    root: Path
+    workdir: Path
+    devices_config: Path
+    rescan_seconds: float = 3600.0  # tests trigger scans themselves
+
+    @property
+    def cdi_root(self) -> Path:
+        """The CDI spec directory."""
+        return self.workdir / "cdi"
+
+    @property
+    def plugins_dir(self) -> Path:
+        """The kubelet plugin data directory."""
+        return self.workdir / "plugins"
+
+    @property
+    def registry_dir(self) -> Path:
+        """The kubelet plugin registration directory."""
+        return self.workdir / "plugins_registry"
+
+    def env(self) -> dict[str, str]:
+        """The environment variables the services read."""
+        return {
+            "NODE_NAME": self.node,
+            "HOSTDEV_NATS_URL": self.nats_url,
+            "HOSTDEV_DRIVER_NAME": self.driver,
+            "HOSTDEV_KUBE_API_URL": self.api_url,
+            "HOSTDEV_HOST_ROOT": str(self.root),
+            "HOSTDEV_DEVICES_CONFIG": str(self.devices_config),
+            "HOSTDEV_CDI_ROOT": str(self.cdi_root),
+            "HOSTDEV_PLUGINS_DIR": str(self.plugins_dir),
+            "HOSTDEV_REGISTRY_DIR": str(self.registry_dir),
+            "HOSTDEV_RESCAN_SECONDS": str(self.rescan_seconds),
+            "HOSTDEV_LOG_LEVEL": "WARNING",
+        }
+
+
+@dataclass(slots=True)
+class _Running:
+    task: asyncio.Task[None] | None = None
+    stopping: asyncio.Event | None = None
+    proc: asyncio.subprocess.Process | None = None
+
+
+@dataclass(slots=True)
+class Services:
+    """Starts, stops and kills services of one node; `start` returns once each is ready."""
+
+    config: NodeConfig
+    nc: NatsClient
+    running: dict[str, _Running] = field(default_factory=dict)
+    _ready: asyncio.Queue[ServiceReady] = field(default_factory=asyncio.Queue)
+
+    async def _listen(self) -> None:
+        decoder = msgspec.json.Decoder(ServiceReady)
+
+        async def on_ready(msg: Any) -> None:
+            await self._ready.put(decoder.decode(msg.data))
+
+        await self.nc.subscribe(subjects.service_ready(self.config.node), cb=on_ready)
+        await self.nc.flush()
+
+    async def _wait_ready(self, names: set[str], timeout: float) -> None:
+        async with asyncio.timeout(timeout):
+            while names:
+                names.discard((await self._ready.get()).service)
+
+    async def start(self, *names: str, processes: bool = False, timeout: float = 20.0) -> None:
+        """Start services (all when none named) and wait until each reports ready."""
+        wanted = names or ALL
+        for name in wanted:
+            if processes:
+                await self._spawn(name)
+            else:
+                self._run_task(name)
+        await self._wait_ready(set(wanted), timeout)
+
+    def _run_task(self, name: str) -> None:
+        from hostdev_runtime.runner import run_service
+        from hostdev_runtime.settings import load_settings
+
+        module = MODULES[name]
+        app_module = importlib.import_module(f"{module}.app")
+        settings_module = importlib.import_module(f"{module}.settings")
+        settings = load_settings(settings_module.Settings, self.config.env())
+        stopping = asyncio.Event()
+        task = asyncio.create_task(
+            run_service(name, settings, app_module.app(settings), stopping), name=name
+        )
+        self.running[name] = _Running(task=task, stopping=stopping)
+
+    async def _spawn(self, name: str) -> None:
+        log = (self.config.workdir / f"{name}.log").open("ab")
+        env = {**os.environ, **self.config.env()}
+        for variable in [v for v in env if v.startswith("OTEL_")]:
+            env.pop(variable)
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", MODULES[name], env=env, stdout=log, stderr=log
+        )
+        log.close()
+        self.running[name] = _Running(proc=proc)
+
+    async def stop(self, name: str, timeout: float = 15.0) -> None:
+        """Stop a service gracefully (SIGTERM for a process)."""
+        running = self.running.pop(name, None)
+        if running is None:
+            return
+        if running.proc is not None:
+            if running.proc.returncode is None:
+                running.proc.send_signal(signal.SIGTERM)
+            async with asyncio.timeout(timeout):
+                await running.proc.wait()
+        elif running.task is not None and running.stopping is not None:
+            running.stopping.set()
+            async with asyncio.timeout(timeout):
+                await running.task
+
+    async def kill(self, name: str) -> None:
+        """SIGKILL a service process: no cleanup, as a crash or OOM kill."""
+        running = self.running.pop(name)
+        if running.proc is None:
+            raise ValueError(f"{name} runs as a task; only processes can be killed")
+        running.proc.kill()
+        await running.proc.wait()
+
+    async def stop_all(self) -> None:
+        """Stop everything still running, gateway first (it faces the kubelet)."""
+        order = sorted(self.running, key=lambda n: n != "gateway")
+        for name in order:
+            await self.stop(name)
+
+    def log(self, name: str) -> str:
+        """A process's captured output, for failure messages."""
+        path = self.config.workdir / f"{name}.log"
+        return path.read_text() if path.exists() else ""
+
+
+@contextlib.asynccontextmanager
+async def running_services(config: NodeConfig) -> AsyncIterator[Services]:
+    """A Services handle for `config`; everything it started is stopped on exit."""
+    config.workdir.mkdir(parents=True, exist_ok=True)
+    nc = await nats.connect(config.nats_url)
+    services = Services(config, nc)
+    await services._listen()
+    try:
+        yield services
+    finally:
+        await services.stop_all()
+        await nc.close()

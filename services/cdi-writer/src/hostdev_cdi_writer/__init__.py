@@ -1,0 +1,1 @@
+"""The CDI spec directory, written atomically."""

@@ -1,0 +1,40 @@
+"""Wiring: routes, and orphan removal at start-up."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from hostdev_bus import NatsKv
+from hostdev_cdi_writer.handlers import Deps, on_remove, on_write, remove_orphans
+from hostdev_cdi_writer.settings import Settings
+from hostdev_events import subjects
+from hostdev_events.cdi import RemoveCdiSpecs, WriteCdiSpecs
+from hostdev_events.state import Checkpoint
+from hostdev_runtime.runner import App, Route, ServiceContext
+
+SERVICE = "cdi-writer"
+
+
+def routes(node: str, deps: Deps) -> tuple[Route[Any], ...]:
+    """Subjects this service answers."""
+    return (
+        Route(subjects.cdi_write(node), WriteCdiSpecs, partial(on_write, deps=deps)),
+        Route(subjects.cdi_remove(node), RemoveCdiSpecs, partial(on_remove, deps=deps)),
+    )
+
+
+def app(settings: Settings) -> App:
+    """The CDI writer app for the runner."""
+
+    async def start(ctx: ServiceContext) -> Sequence[Route[Any]]:
+        deps = Deps(
+            node=settings.node_name, driver=settings.driver_name, cdi_root=Path(settings.cdi_root)
+        )
+        checkpoints = await NatsKv.open(ctx.js, subjects.CHECKPOINT_BUCKET, Checkpoint)
+        await remove_orphans(deps, checkpoints)
+        return routes(settings.node_name, deps)
+
+    return start

@@ -1,0 +1,1 @@
+"""Node inventory on NATS and the node's ResourceSlices."""

@@ -1,0 +1,56 @@
+"""Wiring: families, the KV inventory, the slice publisher and the scan loop."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from hostdev_bus import NatsKv
+from hostdev_discovery.handlers import on_get_inventory
+from hostdev_discovery.inventory import InventoryStore
+from hostdev_discovery.publisher import SlicePublisher
+from hostdev_discovery.scanner import Scanner
+from hostdev_discovery.settings import Settings
+from hostdev_events import subjects
+from hostdev_events.inventory import Device, GetInventory
+from hostdev_families import build_families, load_config
+from hostdev_kube import Kube
+from hostdev_runtime.runner import App, Route, ServiceContext
+from hostdev_sysfs import HostRoot
+
+SERVICE = "discovery"
+
+
+def app(settings: Settings) -> App:
+    """The discovery app for the runner."""
+
+    async def start(ctx: ServiceContext) -> Sequence[Route[Any]]:
+        node = settings.node_name
+        families = build_families(
+            load_config(Path(settings.devices_config)), HostRoot(settings.host_root)
+        )
+        kv = await NatsKv.open(ctx.js, subjects.INVENTORY_BUCKET, Device)
+        store = InventoryStore(node, kv, ctx.bus)
+        await store.load()
+        publisher = None
+        if settings.publish_slices:
+            kube = await Kube.connect(settings.kube_api_url)
+            ctx.stack.push_async_callback(kube.close)
+            publisher = SlicePublisher(kube, node, settings.driver_name)
+        wake = asyncio.Event()
+        scanner = Scanner(families, store, publisher, settings.rescan_seconds, wake)
+        # The first scan finishes before the service reports ready, so the inventory
+        # and the slices exist by then; later scans run in the background.
+        ctx.spawn(scanner.run(ctx.stopping, await scanner.scan_safely()))
+        if publisher is not None:
+            ctx.spawn(publisher.watch(wake, ctx.stopping))
+        return (
+            Route(
+                subjects.inventory_get(node), GetInventory, partial(on_get_inventory, store=store)
+            ),
+        )
+
+    return start

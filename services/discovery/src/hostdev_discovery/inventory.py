@@ -1,0 +1,70 @@
+"""The node's inventory in JetStream KV, one key per device, written only when it changed."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from hostdev_bus import Bus, KeyExists, KvStore, WrongRevision
+from hostdev_events import subjects
+from hostdev_events.inventory import Device, InventoryChanged
+
+logger = logging.getLogger(__name__)
+
+
+class InventoryStore:
+    """Discovery's view of what KV holds for its node; the single writer of those keys."""
+
+    def __init__(self, node: str, kv: KvStore[Device], bus: Bus) -> None:
+        self.node = node
+        self.kv = kv
+        self.bus = bus
+        self._known: dict[str, tuple[Device, int]] = {}
+
+    async def load(self) -> None:
+        """Read what a previous run left, so an unchanged device is not written again."""
+        prefix = subjects.device_key_prefix(self.node)
+        for key in await self.kv.keys(prefix):
+            found = await self.kv.get(key)
+            if found is not None:
+                self._known[key[len(prefix) :]] = found
+
+    @property
+    def devices(self) -> list[Device]:
+        """The devices as last published, by name."""
+        return [self._known[name][0] for name in sorted(self._known)]
+
+    async def publish(self, devices: Sequence[Device]) -> InventoryChanged | None:
+        """Write changed devices, delete gone ones, announce the change; None if nothing changed."""
+        wanted = {d.name: d for d in devices}
+        changed = [n for n, d in wanted.items() if self._known.get(n, (None, 0))[0] != d]
+        removed = [n for n in self._known if n not in wanted]
+        for name in changed:
+            await self._write(name, wanted[name])
+        for name in removed:
+            await self.kv.delete(subjects.device_key(self.node, name))
+            del self._known[name]
+        if not changed and not removed:
+            return None
+        event = InventoryChanged(node=self.node, changed=tuple(changed), removed=tuple(removed))
+        await self.bus.publish(subjects.inventory_changed(self.node), event)
+        logger.info("inventory changed", extra={"changed": changed, "removed": removed})
+        return event
+
+    async def _write(self, name: str, device: Device) -> None:
+        key = subjects.device_key(self.node, name)
+        revision = self._known.get(name, (None, 0))[1]
+        try:
+            if revision:
+                revision = await self.kv.update(key, device, last=revision)
+            else:
+                revision = await self.kv.create(key, device)
+        except (WrongRevision, KeyExists):
+            # Someone else wrote our key (a second instance during a rolling update): take
+            # its revision and write ours on top, since this instance just scanned the host.
+            found = await self.kv.get(key)
+            if found is None:
+                revision = await self.kv.create(key, device)
+            else:
+                revision = await self.kv.update(key, device, last=found[1])
+        self._known[name] = (device, revision)

@@ -1,0 +1,150 @@
+"""ResourceSlice planning: which devices go in which slice, and what to write. Pure functions.
+
+A device keeps the slice it was published in, so a change to one device rewrites
+one slice. New devices fill slices with room, then new slices. The pool
+generation is bumped (in every slice) only when more than one slice changes or
+the slice count changes; a single slice update is atomic on its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+
+from hostdev_events.inventory import Device
+
+MAX_DEVICES = 128
+MAX_DEVICES_WITH_TAINTS = 64
+API_VERSION = "resource.k8s.io/v1"
+
+
+@dataclass(frozen=True, slots=True)
+class Pool:
+    """Who publishes: the node, its driver and the Node's UID for the owner reference."""
+
+    node: str
+    driver: str
+    node_uid: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Existing:
+    """A slice on the server, with the devices and generation we believe it has."""
+
+    name: str
+    resource_version: str
+    generation: int
+    slice_count: int
+    devices: tuple[dict[str, Any], ...]
+
+
+@dataclass(slots=True)
+class SlicePlan:
+    """What to write: new slice bodies, (name, resourceVersion, body) updates, and deletions."""
+
+    creates: list[dict[str, Any]] = field(default_factory=list)
+    updates: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
+    deletes: list[str] = field(default_factory=list)
+
+    @property
+    def empty(self) -> bool:
+        """Nothing to do."""
+        return not (self.creates or self.updates or self.deletes)
+
+
+def device_json(device: Device) -> dict[str, Any]:
+    """A ResourceSlice device as the API wants it."""
+    out: dict[str, Any] = {"name": device.name}
+    if device.attributes:
+        out["attributes"] = {
+            k: msgspec.to_builtins(v) for k, v in sorted(device.attributes.items())
+        }
+    if device.capacity:
+        out["capacity"] = {k: {"value": v} for k, v in sorted(device.capacity.items())}
+    if device.shareable:
+        out["allowMultipleAllocations"] = True
+    return out
+
+
+def _limit(devices: Sequence[dict[str, Any]]) -> int:
+    limited = any("taints" in d or "consumesCounters" in d for d in devices)
+    return MAX_DEVICES_WITH_TAINTS if limited else MAX_DEVICES
+
+
+def _assign(existing: Sequence[Existing], wanted: dict[str, dict[str, Any]]) -> list[list[str]]:
+    """Device names per slice: existing slices first (same order), then new ones."""
+    placed: set[str] = set()
+    groups: list[list[str]] = []
+    for current in existing:
+        names = [
+            d["name"] for d in current.devices if d["name"] in wanted and d["name"] not in placed
+        ]
+        placed.update(names)
+        groups.append(names)
+    for name in sorted(n for n in wanted if n not in placed):
+        target = next((g for g in groups if len(g) < _limit([wanted[n] for n in [*g, name]])), None)
+        if target is None:
+            target = []
+            groups.append(target)
+        target.append(name)
+    return groups
+
+
+def body(pool: Pool, generation: int, count: int, devices: list[dict[str, Any]]) -> dict[str, Any]:
+    """A full ResourceSlice object (without a name: the server generates one)."""
+    metadata: dict[str, Any] = {"generateName": f"{pool.node}-{pool.driver}-"}
+    if pool.node_uid:
+        metadata["ownerReferences"] = [
+            {
+                "apiVersion": "v1",
+                "kind": "Node",
+                "name": pool.node,
+                "uid": pool.node_uid,
+                "controller": True,
+            }
+        ]
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "ResourceSlice",
+        "metadata": metadata,
+        "spec": {
+            "driver": pool.driver,
+            "nodeName": pool.node,
+            "pool": {"name": pool.node, "generation": generation, "resourceSliceCount": count},
+            "devices": devices,
+        },
+    }
+
+
+def plan(pool: Pool, existing: Sequence[Existing], devices: Sequence[Device]) -> SlicePlan:
+    """The writes that make the server hold exactly `devices` for this pool."""
+    wanted = {d.name: device_json(d) for d in devices}
+    ordered = sorted(existing, key=lambda e: e.name)
+    groups = _assign(ordered, wanted)
+    kept = [(e, [wanted[n] for n in g]) for e, g in zip(ordered, groups, strict=False) if g]
+    fresh = [[wanted[n] for n in g] for g in groups[len(ordered) :]]
+    if not kept and not fresh:  # an empty pool still publishes one slice: "driver up, no devices"
+        if ordered:
+            kept = [(ordered[0], [])]
+        else:
+            fresh = [[]]
+    deletes = [e.name for e in ordered if all(e is not k for k, _ in kept)]
+    count = len(kept) + len(fresh)
+    generation = max((e.generation for e in ordered), default=0)
+    changed = [(e, c) for e, c in kept if list(e.devices) != c]
+    in_step = all(e.generation == generation and e.slice_count == count for e, _ in kept)
+    result = SlicePlan(deletes=deletes)
+    if not fresh and not deletes and in_step and len(changed) <= 1:
+        for e, content in changed:  # one slice: an in-place update is atomic, no bump needed
+            result.updates.append(
+                (e.name, e.resource_version, body(pool, generation, count, content))
+            )
+        return result
+    generation += 1
+    for e, content in kept:
+        result.updates.append((e.name, e.resource_version, body(pool, generation, count, content)))
+    result.creates.extend(body(pool, generation, count, content) for content in fresh)
+    return result

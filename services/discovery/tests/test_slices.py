@@ -1,0 +1,99 @@
+"""Slice planning: stable placement, generation bumps only when needed, limits respected."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hostdev_discovery.slices import MAX_DEVICES, Existing, Pool, device_json, plan
+from hostdev_events.inventory import Attribute, Device
+
+POOL = Pool(node="node-1", driver="hostdev.k8s.io", node_uid="uid-1")
+
+
+def _devices(count: int, prefix: str = "d") -> list[Device]:
+    return [Device(name=f"{prefix}{i:04d}", family="hostpath") for i in range(count)]
+
+
+def _existing(name: str, devices: list[Device], generation: int = 1, count: int = 1) -> Existing:
+    return Existing(
+        name=name,
+        resource_version=f"rv-{name}",
+        generation=generation,
+        slice_count=count,
+        devices=tuple(device_json(d) for d in devices),
+    )
+
+
+def _names(body: dict[str, Any]) -> list[str]:
+    return [d["name"] for d in body["spec"]["devices"]]
+
+
+def test_first_publication_creates_slices_of_at_most_128() -> None:
+    """300 devices become three new slices, generation 1, count 3."""
+    result = plan(POOL, [], _devices(300))
+    assert [len(_names(b)) for b in result.creates] == [MAX_DEVICES, MAX_DEVICES, 44]
+    assert {b["spec"]["pool"]["generation"] for b in result.creates} == {1}
+    assert {b["spec"]["pool"]["resourceSliceCount"] for b in result.creates} == {3}
+    assert result.creates[0]["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
+
+
+def test_empty_inventory_still_publishes_one_empty_slice() -> None:
+    """An empty pool says 'driver running, no devices'."""
+    result = plan(POOL, [], [])
+    (only,) = result.creates
+    assert only["spec"]["devices"] == []
+
+
+def test_nothing_changed_writes_nothing() -> None:
+    """The same devices in the same slices produce an empty plan."""
+    devices = _devices(3)
+    assert plan(POOL, [_existing("s1", devices)], devices).empty
+
+
+def test_one_changed_device_rewrites_only_its_slice_without_a_bump() -> None:
+    """Changing one device in a two-slice pool updates that slice alone, same generation."""
+    devices = _devices(200)
+    existing = [_existing("s1", devices[:128], 4, 2), _existing("s2", devices[128:], 4, 2)]
+    changed = list(devices)
+    changed[150] = Device(
+        name=changed[150].name, family="hostpath", attributes={"x": Attribute(int_=1)}
+    )
+    result = plan(POOL, existing, changed)
+    assert not result.creates
+    assert not result.deletes
+    ((name, version, body),) = result.updates
+    assert (name, version) == ("s2", "rv-s2")
+    assert body["spec"]["pool"] == {"name": "node-1", "generation": 4, "resourceSliceCount": 2}
+
+
+def test_added_device_fills_a_slice_with_room_and_keeps_others_in_place() -> None:
+    """A new device joins the slice that has room; devices never move between slices."""
+    devices = _devices(130)
+    existing = [_existing("s1", devices[:128], 1, 2), _existing("s2", devices[128:], 1, 2)]
+    grown = [*devices, Device(name="a-new", family="hostpath")]
+    result = plan(POOL, existing, grown)
+    ((name, _, body),) = result.updates
+    assert name == "s2"
+    assert _names(body) == ["d0128", "d0129", "a-new"]
+
+
+def test_slice_count_change_bumps_generation_everywhere() -> None:
+    """Needing a new slice bumps the generation in every slice of the pool."""
+    devices = _devices(128)
+    result = plan(POOL, [_existing("s1", devices)], _devices(129))
+    assert [u[0] for u in result.updates] == ["s1"]
+    assert len(result.creates) == 1
+    bodies = [result.updates[0][2], *result.creates]
+    assert {b["spec"]["pool"]["generation"] for b in bodies} == {2}
+    assert {b["spec"]["pool"]["resourceSliceCount"] for b in bodies} == {2}
+
+
+def test_emptied_slice_is_deleted_and_generation_bumped() -> None:
+    """When all of a slice's devices are gone it is deleted and the rest move to a new generation."""
+    devices = _devices(130)
+    existing = [_existing("s1", devices[:128], 1, 2), _existing("s2", devices[128:], 1, 2)]
+    result = plan(POOL, existing, devices[:128])
+    assert result.deletes == ["s2"]
+    ((name, _, body),) = result.updates
+    assert name == "s1"
+    assert body["spec"]["pool"] == {"name": "node-1", "generation": 2, "resourceSliceCount": 1}

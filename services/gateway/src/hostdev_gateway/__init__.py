@@ -1,0 +1,1 @@
+"""Kubelet gRPC sockets turned into NATS requests."""

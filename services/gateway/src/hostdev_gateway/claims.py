@@ -1,0 +1,118 @@
+"""Kubelet claim calls turned into one NATS request to the node's preparer."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import TypeVar
+
+from opentelemetry import trace
+
+from hostdev_bus import Bus, BusError, RemoteError
+from hostdev_events import subjects
+from hostdev_events.claims import (
+    ClaimOutcome,
+    ClaimRef,
+    PrepareClaims,
+    PrepareClaimsReply,
+    UnprepareClaims,
+    UnprepareClaimsReply,
+)
+from hostdev_runtime import telemetry
+
+logger = logging.getLogger(__name__)
+tracer = trace.get_tracer("hostdev_gateway")
+
+R = TypeVar("R", PrepareClaimsReply, UnprepareClaimsReply)
+
+KUBELET_TIMEOUT = 45.0  # what the kubelet allows a prepare or unprepare when no deadline came
+REPLY_MARGIN = 0.05  # leave time to build and send the gRPC answer
+
+
+class DriverUnavailable(Exception):
+    """The preparer could not be reached or failed as a whole; the call fails, not a claim."""
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimCalls:
+    """Prepare and unprepare for one node, independent of the DRA API version."""
+
+    node: str
+    bus: Bus
+
+    def _check(self, claim: ClaimRef) -> str:
+        if not claim.uid:
+            return "claim has no UID"
+        if not claim.name or not claim.namespace:
+            return f"claim {claim.uid} has no name or namespace"
+        return ""
+
+    async def prepare(
+        self, claims: list[ClaimRef], remaining: float | None
+    ) -> dict[str, ClaimOutcome]:
+        """One outcome per requested UID, in request order."""
+        outcomes = {c.uid: ClaimOutcome(error=e) for c in claims if (e := self._check(c))}
+        valid = tuple(c for c in claims if c.uid not in outcomes)
+        with tracer.start_as_current_span(
+            "NodePrepareResources",
+            kind=trace.SpanKind.SERVER,
+            attributes={
+                telemetry.ATTR_CLAIM_UID: [c.uid for c in claims],
+                telemetry.ATTR_NODE: self.node,
+            },
+        ):
+            if valid:
+                timeout = _budget(remaining)
+                reply = await self._request(
+                    subjects.claims_prepare(self.node),
+                    PrepareClaims(claims=valid, timeout_ms=int(timeout * 1000)),
+                    PrepareClaimsReply,
+                    timeout,
+                )
+                for claim in valid:
+                    outcomes[claim.uid] = reply.outcomes.get(
+                        claim.uid,
+                        ClaimOutcome(error="the preparer returned no result for this claim"),
+                    )
+        return {c.uid: outcomes[c.uid] for c in claims}
+
+    async def unprepare(self, claims: list[ClaimRef], remaining: float | None) -> dict[str, str]:
+        """One error text per requested UID; empty means unprepared."""
+        errors = {c.uid: e for c in claims if (e := self._check(c))}
+        valid = tuple(c for c in claims if c.uid not in errors)
+        with tracer.start_as_current_span(
+            "NodeUnprepareResources",
+            kind=trace.SpanKind.SERVER,
+            attributes={
+                telemetry.ATTR_CLAIM_UID: [c.uid for c in claims],
+                telemetry.ATTR_NODE: self.node,
+            },
+        ):
+            if valid:
+                timeout = _budget(remaining)
+                reply = await self._request(
+                    subjects.claims_unprepare(self.node),
+                    UnprepareClaims(claims=valid, timeout_ms=int(timeout * 1000)),
+                    UnprepareClaimsReply,
+                    timeout,
+                )
+                for claim in valid:
+                    errors[claim.uid] = reply.errors.get(
+                        claim.uid, "the preparer returned no result for this claim"
+                    )
+        return {c.uid: errors[c.uid] for c in claims}
+
+    async def _request(
+        self, subject: str, message: PrepareClaims | UnprepareClaims, reply: type[R], timeout: float
+    ) -> R:
+        try:
+            return await self.bus.request(subject, message, reply, timeout)
+        except RemoteError as err:
+            raise DriverUnavailable(f"preparer failed: {err.code}: {err.detail}") from err
+        except BusError as err:
+            raise DriverUnavailable(f"preparer unavailable: {err}") from err
+
+
+def _budget(remaining: float | None) -> float:
+    left = KUBELET_TIMEOUT if remaining is None else remaining
+    return max(left - REPLY_MARGIN, 0.001)

@@ -1,0 +1,1 @@
+"""The claim state machine: prepare and unprepare."""

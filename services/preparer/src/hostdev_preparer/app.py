@@ -1,0 +1,67 @@
+"""Wiring: the API client, KV buckets, families and the inventory view, then the routes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from hostdev_bus import NatsKv
+from hostdev_events import subjects
+from hostdev_events.claims import PrepareClaims, UnprepareClaims
+from hostdev_events.inventory import Device, InventoryChanged
+from hostdev_events.state import Checkpoint
+from hostdev_families import build_families, load_config
+from hostdev_kube import Kube
+from hostdev_preparer.handlers import Deps, on_prepare, on_unprepare
+from hostdev_preparer.inventory import InventoryView
+from hostdev_preparer.locks import KeyedLocks
+from hostdev_preparer.settings import Settings
+from hostdev_runtime.clock import SystemClock
+from hostdev_runtime.runner import App, Route, ServiceContext
+from hostdev_sysfs import HostRoot
+
+SERVICE = "preparer"
+
+
+def routes(node: str, deps: Deps) -> tuple[Route[Any], ...]:
+    """Subjects this service answers or follows."""
+    return (
+        Route(subjects.claims_prepare(node), PrepareClaims, partial(on_prepare, deps=deps)),
+        Route(subjects.claims_unprepare(node), UnprepareClaims, partial(on_unprepare, deps=deps)),
+        Route(
+            subjects.inventory_changed(node),
+            InventoryChanged,
+            deps.inventory.on_changed,
+            every_instance=True,
+        ),
+    )
+
+
+def app(settings: Settings) -> App:
+    """The preparer app for the runner."""
+
+    async def start(ctx: ServiceContext) -> Sequence[Route[Any]]:
+        kube = await Kube.connect(settings.kube_api_url)
+        ctx.stack.push_async_callback(kube.close)
+        node = settings.node_name
+        families = build_families(
+            load_config(Path(settings.devices_config)), HostRoot(settings.host_root)
+        )
+        deps = Deps(
+            node=node,
+            driver=settings.driver_name,
+            bus=ctx.bus,
+            checkpoints=await NatsKv.open(ctx.js, subjects.CHECKPOINT_BUCKET, Checkpoint),
+            inventory=InventoryView(
+                node, await NatsKv.open(ctx.js, subjects.INVENTORY_BUCKET, Device)
+            ),
+            claims=kube,
+            families=families,
+            clock=SystemClock(),
+            locks=KeyedLocks(),
+        )
+        return routes(node, deps)
+
+    return start

@@ -1,0 +1,125 @@
+"""The claim state machine's decisions: pure functions, no I/O."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from hostdev_cdi import ContainerEdits as CdiEdits
+from hostdev_cdi import Device as CdiDevice
+from hostdev_cdi import DeviceNode, Mount, Spec, encode_spec, minimum_version, names
+from hostdev_events.claims import ClaimOutcome, PreparedDevice
+from hostdev_events.inventory import ContainerEdits
+from hostdev_events.state import AllocatedDevice, Checkpoint, ClaimStep, HostUndo
+from hostdev_kube import ResourceClaim
+
+
+class ClaimRejected(Exception):
+    """This claim cannot be prepared here; the message goes to the kubelet as the claim's error."""
+
+
+def base_request(request: str) -> str:
+    """The top-level request name: `<request>/<subrequest>` from firstAvailable loses the tail."""
+    return request.partition("/")[0]
+
+
+def our_devices(claim: ResourceClaim, uid: str, driver: str, pool: str) -> list[AllocatedDevice]:
+    """This driver's allocation results of a claim read from the API, checked."""
+    if claim.metadata.uid != uid:
+        raise ClaimRejected(
+            f"claim {claim.metadata.namespace}/{claim.metadata.name} has UID "
+            f"{claim.metadata.uid}, the kubelet asked for {uid} (the claim was replaced)"
+        )
+    allocation = claim.status.allocation
+    if allocation is None:
+        raise ClaimRejected(
+            f"claim {claim.metadata.namespace}/{claim.metadata.name} is not allocated"
+        )
+    devices: list[AllocatedDevice] = []
+    for result in allocation.devices.results:
+        if result.driver != driver:
+            continue  # another driver's device in a shared claim: not ours to touch
+        if result.pool != pool:
+            raise ClaimRejected(
+                f"device {result.device} was allocated from pool {result.pool}; "
+                f"this node serves pool {pool}"
+            )
+        devices.append(
+            AllocatedDevice(
+                request=base_request(result.request),
+                pool=result.pool,
+                device=result.device,
+                admin_access=bool(result.admin_access),
+                share_id=result.share_id,
+            )
+        )
+    return devices
+
+
+def preparing(checkpoint: Checkpoint) -> bool:
+    """Whether a checkpoint records a prepare that has not finished."""
+    return checkpoint.step == ClaimStep.PREPARING
+
+
+def spec_kind(driver: str) -> str:
+    """The CDI kind of the claim specs this driver writes."""
+    return names.kind(names.vendor_for(driver), names.DEVICE_CLASS)
+
+
+def _cdi_edits(edits: ContainerEdits) -> CdiEdits:
+    return CdiEdits(
+        env=edits.env,
+        device_nodes=tuple(
+            DeviceNode(path=n.path, host_path=n.host_path, permissions=n.permissions)
+            for n in edits.device_nodes
+        ),
+        mounts=tuple(
+            Mount(
+                host_path=m.host_path,
+                container_path=m.container_path,
+                options=("ro" if m.read_only else "rw", "nosuid", "nodev", "rbind"),
+                type="bind",
+            )
+            for m in edits.mounts
+        ),
+    )
+
+
+def claim_spec(driver: str, claim_uid: str, undo: Sequence[HostUndo]) -> Spec | None:
+    """The claim's CDI spec, one CDI device per device with edits; None when nothing to inject."""
+    devices = tuple(
+        CdiDevice(
+            name=names.claim_device_name(claim_uid, u.device), container_edits=_cdi_edits(u.edits)
+        )
+        for u in undo
+        if u.edits.device_nodes or u.edits.mounts or u.edits.env
+    )
+    if not devices:
+        return None
+    draft = Spec(cdi_version="0.3.0", kind=spec_kind(driver), devices=devices)
+    return Spec(cdi_version=minimum_version(draft), kind=draft.kind, devices=devices)
+
+
+def encoded_specs(spec: Spec | None) -> tuple[bytes, ...]:
+    """The spec files to write for a claim."""
+    return () if spec is None else (encode_spec(spec),)
+
+
+def outcome(
+    driver: str, claim_uid: str, devices: Iterable[AllocatedDevice], spec: Spec | None
+) -> ClaimOutcome:
+    """What the kubelet gets: each device with its request name and CDI IDs."""
+    in_spec = {d.name for d in spec.devices} if spec else set()
+    prepared = []
+    for device in devices:
+        cdi_name = names.claim_device_name(claim_uid, device.device)
+        ids = (names.qualified(spec_kind(driver), cdi_name),) if cdi_name in in_spec else ()
+        prepared.append(
+            PreparedDevice(
+                request_names=(device.request,),
+                pool=device.pool,
+                device=device.device,
+                cdi_device_ids=ids,
+                share_id=device.share_id,
+            )
+        )
+    return ClaimOutcome(devices=tuple(prepared))

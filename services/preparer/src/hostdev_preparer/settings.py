@@ -1,0 +1,18 @@
+"""Preparer settings."""
+
+from __future__ import annotations
+
+from hostdev_runtime.settings import CommonSettings
+
+
+class Settings(CommonSettings, frozen=True, kw_only=True):
+    """Everything the preparer reads from the environment (see CommonSettings for the rest).
+
+    kube_api_url:   API server URL (HOSTDEV_KUBE_API_URL); empty means in-cluster, then kubeconfig.
+    host_root:      where the host's / is visible (HOSTDEV_HOST_ROOT); sysfs writes go under it.
+    devices_config: the device selection file (HOSTDEV_DEVICES_CONFIG), the same one discovery reads.
+    """
+
+    kube_api_url: str = ""
+    host_root: str = "/"
+    devices_config: str = "/etc/hostdev/devices.yaml"

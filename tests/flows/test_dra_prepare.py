@@ -1,0 +1,179 @@
+"""Prepare and unprepare through the kubelet's DRA socket, across all five services on real NATS."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from hostdev_testing.cluster import Allocated, Cluster
+from hostdev_testing.kubelet import KubeletSimulator, RegisteredPlugin
+from hostdev_testing.schemas import validate_cdi
+from hostdev_testing.services import NodeConfig, Services
+
+
+async def _plugin(
+    services: Services, kubelet: KubeletSimulator, config: NodeConfig
+) -> RegisteredPlugin:
+    await services.start()
+    return await kubelet.wait_for_driver(config.driver, timeout=10)
+
+
+def _spec_files(config: NodeConfig) -> list[Path]:
+    return sorted(config.cdi_root.glob("*.json")) if config.cdi_root.exists() else []
+
+
+async def test_registration_advertises_both_dra_versions(
+    services: Services, kubelet: KubeletSimulator, node_config: NodeConfig
+) -> None:
+    """GetInfo names the DRA socket and v1 before v1beta1; the kubelet's verdict is accepted."""
+    plugin = await _plugin(services, kubelet, node_config)
+    assert plugin.info.type == "DRAPlugin"
+    assert plugin.info.name == node_config.driver
+    assert plugin.info.endpoint == str(node_config.plugins_dir / node_config.driver / "dra.sock")
+    assert plugin.info.supported_versions[:2] == ("v1.DRAPlugin", "v1beta1.DRAPlugin")
+    assert plugin.version == "v1"
+    assert plugin.status_sent.plugin_registered is True
+
+
+@pytest.mark.parametrize("version", ["v1", "v1beta1"])
+async def test_prepare_exclusive_device_writes_cdi_spec_and_unprepare_removes_it(
+    services: Services,
+    kubelet: KubeletSimulator,
+    node_config: NodeConfig,
+    cluster: Cluster,
+    version: str,
+) -> None:
+    """An exclusive device is prepared on either DRA version with a CDI ID whose spec is on disk."""
+    plugin = await _plugin(services, kubelet, node_config)
+    claim = await cluster.allocated_claim(
+        "default", "render", [Allocated("gpu", "dev-dri-renderd128")]
+    )
+    prepared = await plugin.prepare([claim], version=version)  # type: ignore[arg-type]
+    result = prepared.claims[claim.uid]
+    assert result.error == ""
+    (device,) = result.devices
+    assert (device.pool_name, device.device_name, device.request_names) == (
+        node_config.node,
+        "dev-dri-renderd128",
+        ("gpu",),
+    )
+    (cdi_id,) = device.cdi_device_ids
+    assert cdi_id == f"k8s.{node_config.driver}/device={claim.uid}-dev-dri-renderd128"
+    (spec_file,) = _spec_files(node_config)
+    spec = json.loads(spec_file.read_bytes())
+    validate_cdi(spec)
+    assert spec["cdiVersion"] == "0.5.0"  # hostPath in a device node needs 0.5.0, nothing newer
+    node = spec["devices"][0]["containerEdits"]["deviceNodes"][0]
+    assert node["path"] == "/dev/dri/renderD128"
+    assert node["hostPath"] == str(node_config.root / "dev/dri/renderD128")
+
+    unprepared = await plugin.unprepare([claim], version=version)  # type: ignore[arg-type]
+    assert unprepared.claims[claim.uid].error == ""
+    assert _spec_files(node_config) == []
+
+
+async def test_shared_device_is_prepared_for_two_claims_at_once(
+    services: Services, kubelet: KubeletSimulator, node_config: NodeConfig, cluster: Cluster
+) -> None:
+    """A shareable device (/dev/kvm) may be held by several claims; each gets its own spec."""
+    plugin = await _plugin(services, kubelet, node_config)
+    first = await cluster.allocated_claim("default", "vm-a", [Allocated("kvm", "kvm")])
+    second = await cluster.allocated_claim("default", "vm-b", [Allocated("kvm", "kvm")])
+    outcome = await plugin.prepare([first, second])
+    assert outcome.kubelet_failure is None
+    assert len(_spec_files(node_config)) == 2
+    mount_claim = await cluster.allocated_claim("default", "x11", [Allocated("display", "x11")])
+    mounted = await plugin.prepare([mount_claim])
+    assert mounted.kubelet_failure is None
+    spec = json.loads(
+        next(p for p in _spec_files(node_config) if mount_claim.uid in p.name).read_bytes()
+    )
+    validate_cdi(spec)
+    mount = spec["devices"][0]["containerEdits"]["mounts"][0]
+    assert mount["containerPath"] == "/tmp/.X11-unix"
+    assert (await plugin.unprepare([first, second, mount_claim])).kubelet_failure is None
+    assert _spec_files(node_config) == []
+
+
+async def test_exclusive_device_held_by_one_claim_is_refused_to_another(
+    services: Services, kubelet: KubeletSimulator, node_config: NodeConfig, cluster: Cluster
+) -> None:
+    """The second claim for an exclusive device gets a per-claim error naming the device and holder."""
+    plugin = await _plugin(services, kubelet, node_config)
+    holder = await cluster.allocated_claim("default", "a", [Allocated("dev", "udmabuf")])
+    other = await cluster.allocated_claim("default", "b", [Allocated("dev", "udmabuf")])
+    assert (await plugin.prepare([holder])).kubelet_failure is None
+    refused = await plugin.prepare([other])
+    error = refused.claims[other.uid].error
+    assert "udmabuf" in error
+    assert holder.uid in error
+    assert len(_spec_files(node_config)) == 1  # nothing written for the refused claim
+    assert (await plugin.unprepare([holder])).kubelet_failure is None
+    assert (await plugin.prepare([other])).kubelet_failure is None  # free again once released
+
+
+async def test_repeated_prepare_returns_the_same_answer(
+    services: Services, kubelet: KubeletSimulator, node_config: NodeConfig, cluster: Cluster
+) -> None:
+    """Preparing a prepared claim again (kubelet restart) returns identical devices and CDI IDs."""
+    plugin = await _plugin(services, kubelet, node_config)
+    claim = await cluster.allocated_claim("default", "again", [Allocated("net", "tun")])
+    first = await plugin.prepare([claim])
+    second = await plugin.prepare([claim])
+    assert first.claims == second.claims
+    assert first.claims[claim.uid].error == ""
+    assert len(_spec_files(node_config)) == 1
+
+
+async def test_unprepare_of_an_unknown_claim_succeeds(
+    services: Services, kubelet: KubeletSimulator, node_config: NodeConfig
+) -> None:
+    """Unpreparing a claim this node never prepared answers success for it."""
+    from hostdev_testing.kubelet import ClaimRef
+
+    plugin = await _plugin(services, kubelet, node_config)
+    ghost = ClaimRef(namespace="default", name="ghost", uid="0d1c2b3a-0000-4000-8000-000000000001")
+    outcome = await plugin.unprepare([ghost])
+    assert outcome.claims[ghost.uid].error == ""
+
+
+async def test_claim_whose_uid_differs_from_the_api_gets_a_per_claim_error(
+    services: Services, kubelet: KubeletSimulator, node_config: NodeConfig, cluster: Cluster
+) -> None:
+    """A claim replaced in the API (same name, new UID) is refused for that claim only."""
+    from hostdev_testing.kubelet import ClaimRef
+
+    plugin = await _plugin(services, kubelet, node_config)
+    good = await cluster.allocated_claim("default", "good", [Allocated("kvm", "kvm")])
+    real = await cluster.allocated_claim("default", "replaced", [Allocated("kvm", "kvm")])
+    stale = ClaimRef(
+        namespace="default", name="replaced", uid="6f1f4a53-2a53-4b4e-9d3c-0c1d8a3b9e11"
+    )
+    outcome = await plugin.prepare([good, stale])
+    assert outcome.claims[good.uid].error == ""
+    assert "replaced" in outcome.claims[stale.uid].error
+    assert real.uid in outcome.claims[stale.uid].error
+
+
+async def test_claim_allocated_to_another_driver_only_has_no_devices_here(
+    services: Services, kubelet: KubeletSimulator, node_config: NodeConfig, cluster: Cluster
+) -> None:
+    """Results of other drivers are skipped; a device from another pool is a per-claim error."""
+    plugin = await _plugin(services, kubelet, node_config)
+    mixed = await cluster.allocated_claim(
+        "default",
+        "mixed",
+        [Allocated("gpu", "gpu-0", driver="gpu.example.com"), Allocated("kvm", "kvm")],
+    )
+    foreign_pool = await cluster.allocated_claim(
+        "default", "elsewhere", [Allocated("kvm", "kvm", pool="some-other-node")]
+    )
+    unknown = await cluster.allocated_claim(
+        "default", "nodevice", [Allocated("x", "no-such-device")]
+    )
+    outcome = await plugin.prepare([mixed, foreign_pool, unknown])
+    assert [d.device_name for d in outcome.claims[mixed.uid].devices] == ["kvm"]
+    assert "some-other-node" in outcome.claims[foreign_pool.uid].error
+    assert "no-such-device" in outcome.claims[unknown.uid].error
