@@ -74,10 +74,11 @@ def core(kube: Any) -> Any:
     return client.CoreV1Api(kube)
 
 
-async def refused(call: Any, *args: Any, **kwargs: Any) -> ApiException:
+async def refused(call: Any, *args: Any, **kwargs: Any) -> tuple[int, dict[str, Any]]:
+    """Run a client call that must fail; return the HTTP status and the Status body."""
     with pytest.raises(ApiException) as caught:
         await call(*args, **kwargs)
-    return caught.value
+    return caught.value.status, json.loads(caught.value.body or b"{}")
 
 
 async def test_create_with_generate_name_assigns_name_uid_and_resource_version(
@@ -107,9 +108,9 @@ async def test_get_and_list_return_the_stored_object(resources: Any) -> None:
 async def test_list_items_omit_kind_and_api_version_like_typed_lists(server: ApiServer) -> None:
     """The real server leaves TypeMeta out of the items of a built-in type's list."""
     server.create("resourceslices", slice_body())
-    async with aiohttp.ClientSession() as http:
-        async with http.get(f"{server.url}/apis/resource.k8s.io/v1/resourceslices") as response:
-            listed = await response.json()
+    url = f"{server.url}/apis/resource.k8s.io/v1/resourceslices"
+    async with aiohttp.ClientSession() as http, http.get(url) as response:
+        listed = await response.json()
     assert listed["kind"] == "ResourceSliceList"
     assert listed["apiVersion"] == "resource.k8s.io/v1"
     assert "kind" not in listed["items"][0]
@@ -117,9 +118,8 @@ async def test_list_items_omit_kind_and_api_version_like_typed_lists(server: Api
 
 async def test_get_missing_object_is_a_not_found_status(resources: Any) -> None:
     """A missing object answers 404 with a NotFound Status naming the resource."""
-    error = await refused(resources.read_resource_slice, "absent")
-    status = json.loads(error.body)
-    assert error.status == 404
+    code, status = await refused(resources.read_resource_slice, "absent")
+    assert code == 404
     assert status["reason"] == "NotFound"
     assert status["message"] == 'resourceslices.resource.k8s.io "absent" not found'
     assert status["details"] == {
@@ -134,8 +134,8 @@ async def test_create_with_a_taken_name_is_already_exists(resources: Any) -> Non
     body = slice_body()
     body["metadata"] = {"name": "fixed"}
     await resources.create_resource_slice(body)
-    error = await refused(resources.create_resource_slice, body)
-    assert (error.status, json.loads(error.body)["reason"]) == (409, "AlreadyExists")
+    code, status = await refused(resources.create_resource_slice, body)
+    assert (code, status["reason"]) == (409, "AlreadyExists")
 
 
 async def test_update_with_stale_resource_version_is_a_conflict(resources: Any) -> None:
@@ -143,8 +143,8 @@ async def test_update_with_stale_resource_version_is_a_conflict(resources: Any) 
     created = await resources.create_resource_slice(slice_body())
     created.spec.pool.generation = 2
     await resources.replace_resource_slice(created.metadata.name, created)
-    error = await refused(resources.replace_resource_slice, created.metadata.name, created)
-    assert (error.status, json.loads(error.body)["reason"]) == (409, "Conflict")
+    code, status = await refused(resources.replace_resource_slice, created.metadata.name, created)
+    assert (code, status["reason"]) == (409, "Conflict")
 
 
 async def test_update_without_resource_version_is_unconditional(resources: Any) -> None:
@@ -158,16 +158,18 @@ async def test_update_without_resource_version_is_unconditional(resources: Any) 
 
 async def test_required_resource_version_option_rejects_update_without_one() -> None:
     """With require_resource_version, a PUT without resourceVersion is 422 like strict types."""
-    async with ApiServer(require_resource_version=True) as url:
-        async with client.ApiClient(client.Configuration(host=url)) as api:
-            resources = client.ResourceV1Api(api)
-            created = await resources.create_resource_slice(slice_body())
-            created.metadata.resource_version = None
-            error = await refused(resources.replace_resource_slice, created.metadata.name, created)
-    assert error.status == 422
+    strict = ApiServer(require_resource_version=True)
+    async with strict as url, client.ApiClient(client.Configuration(host=url)) as api:
+        resources: Any = client.ResourceV1Api(api)
+        created = await resources.create_resource_slice(slice_body())
+        created.metadata.resource_version = None
+        code, status = await refused(
+            resources.replace_resource_slice, created.metadata.name, created
+        )
+    assert code == 422
     assert (
         "metadata.resourceVersion: Invalid value: 0x0: must be specified for an update"
-        in error.body
+        in status["message"]
     )
 
 
@@ -208,9 +210,11 @@ async def test_field_selector_on_driver_filters_the_list(resources: Any) -> None
 
 async def test_unsupported_field_label_is_a_bad_request(resources: Any) -> None:
     """ResourceSlice only indexes metadata.name, spec.nodeName and spec.driver."""
-    error = await refused(resources.list_resource_slice, field_selector="spec.pool.name=node-1")
-    assert error.status == 400
-    assert "field label not supported" in json.loads(error.body)["message"]
+    code, status = await refused(
+        resources.list_resource_slice, field_selector="spec.pool.name=node-1"
+    )
+    assert code == 400
+    assert "field label not supported" in status["message"]
 
 
 @pytest.mark.parametrize(
@@ -273,10 +277,12 @@ async def test_claim_spec_is_immutable(resources: Any) -> None:
     """A changed ResourceClaim spec is 422 field is immutable."""
     created = await resources.create_namespaced_resource_claim("default", claim_body())
     created.spec.devices.requests[0].name = "renamed"
-    error = await refused(resources.replace_namespaced_resource_claim, "claim", "default", created)
-    assert error.status == 422
-    assert "spec: Invalid value" in error.body
-    assert "field is immutable" in error.body
+    code, status = await refused(
+        resources.replace_namespaced_resource_claim, "claim", "default", created
+    )
+    assert code == 422
+    assert "spec: Invalid value" in status["message"]
+    assert "field is immutable" in status["message"]
 
 
 async def test_claim_gets_server_side_defaults(resources: Any) -> None:
@@ -288,9 +294,11 @@ async def test_claim_gets_server_side_defaults(resources: Any) -> None:
 
 async def test_claim_in_a_missing_namespace_is_not_found(resources: Any) -> None:
     """Creating into a namespace that does not exist is 404, as namespace lifecycle admission does."""
-    error = await refused(resources.create_namespaced_resource_claim, "nowhere", claim_body())
-    assert error.status == 404
-    assert json.loads(error.body)["message"] == 'namespaces "nowhere" not found'
+    code, status = await refused(
+        resources.create_namespaced_resource_claim, "nowhere", claim_body()
+    )
+    assert code == 404
+    assert status["message"] == 'namespaces "nowhere" not found'
 
 
 async def test_merge_patch_changes_labels(resources: Any) -> None:
@@ -325,35 +333,37 @@ async def test_json_patch_applies_operations_in_order(resources: Any) -> None:
         {"op": "replace", "path": "/spec/pool/generation", "value": 2},
     ]
     patched = await resources.patch_resource_slice(created.metadata.name, ops)
-    error = await refused(resources.patch_resource_slice, created.metadata.name, ops)
+    code, status = await refused(resources.patch_resource_slice, created.metadata.name, ops)
     assert patched.spec.pool.generation == 2
-    assert error.status == 422
+    assert (code, status["reason"]) == (422, "Invalid")
 
 
 async def test_patch_with_stale_resource_version_is_a_conflict(resources: Any) -> None:
     """A resourceVersion inside a patch is a precondition."""
     created = await resources.create_resource_slice(slice_body())
     patch = {"metadata": {"resourceVersion": "1", "labels": {"x": "y"}}}
-    error = await refused(resources.patch_resource_slice, created.metadata.name, patch)
-    assert error.status == 409
+    code, status = await refused(resources.patch_resource_slice, created.metadata.name, patch)
+    assert (code, status["reason"]) == (409, "Conflict")
 
 
 async def test_delete_returns_the_deleted_slice(resources: Any) -> None:
     """resource.k8s.io deletes answer with the object; a second delete is 404."""
     created = await resources.create_resource_slice(slice_body())
     deleted = await resources.delete_resource_slice(created.metadata.name)
-    error = await refused(resources.delete_resource_slice, created.metadata.name)
+    code, status = await refused(resources.delete_resource_slice, created.metadata.name)
     assert deleted.metadata.uid == created.metadata.uid
-    assert error.status == 404
+    assert (code, status["reason"]) == (404, "NotFound")
 
 
 async def test_delete_with_wrong_uid_precondition_is_a_conflict(resources: Any) -> None:
     """Delete preconditions on uid are checked."""
     created = await resources.create_resource_slice(slice_body())
     options = client.V1DeleteOptions(preconditions=client.V1Preconditions(uid="other"))
-    error = await refused(resources.delete_resource_slice, created.metadata.name, body=options)
-    assert error.status == 409
-    assert "Precondition failed: UID in precondition: other" in error.body
+    code, status = await refused(
+        resources.delete_resource_slice, created.metadata.name, body=options
+    )
+    assert code == 409
+    assert "Precondition failed: UID in precondition: other" in status["message"]
 
 
 async def test_finalizers_hold_deletion_until_removed(resources: Any, server: ApiServer) -> None:

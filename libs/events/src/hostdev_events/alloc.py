@@ -5,13 +5,16 @@ from __future__ import annotations
 import msgspec
 
 from hostdev_events.base import Message
+from hostdev_events.inventory import CounterUse
 
 
 class DeviceWant(msgspec.Struct, frozen=True, kw_only=True):
-    """One device an owner wants, and whether others may hold it at the same time."""
+    """One device an owner wants, whether others may hold it too, and what it consumes."""
 
     device: str
     shareable: bool = False
+    consumes: tuple[CounterUse, ...] = ()
+    also_holds: tuple[str, ...] = ()  # exclusive entries taken with it (its IOMMU group)
 
 
 class ReserveDevices(Message, frozen=True, tag="alloc.reserve.v1"):
@@ -33,7 +36,7 @@ class Reserved(Message, frozen=True, tag="alloc.reserved.v1"):
 
 
 class ReleaseDevices(Message, frozen=True, tag="alloc.release.v1"):
-    """Drop everything `owner` holds (or only `devices`, when given)."""
+    """Drop everything `owner` holds (or only the listed ledger entries, when given)."""
 
     owner: str
     devices: tuple[str, ...] | None = None
@@ -46,9 +49,30 @@ class Released(Message, frozen=True, tag="alloc.released.v1"):
     devices: tuple[str, ...]
 
 
-class Hold(msgspec.Struct, frozen=True, kw_only=True):
-    """Ledger entry of one device: who holds it (KV value, `hold.v1`)."""
+class Hold(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """Ledger entry of a device, an IOMMU group or a counter set (KV value `hold.v1`).
+
+    Devices and groups list their holders; a counter set also records what each
+    holder consumes, so the sum can be checked against the capacity.
+    """
 
     version: int = 1
     holders: tuple[str, ...] = ()
     shareable: bool = False
+    used: dict[str, dict[str, int]] = {}  # owner -> counter -> amount
+
+
+COUNTER_ENTRY_PREFIX = "counters-"
+
+
+def counter_entry(counter_set: str) -> str:
+    """The ledger entry of a shared counter set."""
+    return COUNTER_ENTRY_PREFIX + counter_set
+
+
+def ledger_entries(wants: tuple[DeviceWant, ...]) -> tuple[str, ...]:
+    """Every ledger entry reserving `wants` touches: devices, groups, counter sets."""
+    entries = {w.device for w in wants}
+    entries.update(e for w in wants for e in w.also_holds)
+    entries.update(counter_entry(u.counter_set) for w in wants for u in w.consumes)
+    return tuple(sorted(entries))

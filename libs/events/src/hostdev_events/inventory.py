@@ -40,6 +40,19 @@ class ContainerEdits(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=Tr
     env: tuple[str, ...] = ()
 
 
+class CounterUse(msgspec.Struct, frozen=True, kw_only=True):
+    """How much of a shared counter a device uses while allocated, and the counter's total.
+
+    Carrying the total with every use keeps each device self-describing: the slice
+    publisher derives the counter sets from the devices, the allocator checks the sum.
+    """
+
+    counter_set: str  # a DNS label, unique in the pool (for mdev: one per parent GPU)
+    counter: str
+    value: int
+    capacity: int
+
+
 class Device(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """One device of the node's inventory (KV value `device.v1`, key node.device).
 
@@ -57,6 +70,10 @@ class Device(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     healthy: bool = True
     edits: ContainerEdits = ContainerEdits()
     params: dict[str, str] = {}
+    consumes: tuple[CounterUse, ...] = ()
+    # Ledger entries held together with this device: every function of its IOMMU group,
+    # so two claims can never split one group between them.
+    also_holds: tuple[str, ...] = ()
 
 
 class InventoryChanged(Message, frozen=True, tag="inventory.changed.v1"):

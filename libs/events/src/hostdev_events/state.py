@@ -7,7 +7,7 @@ import enum
 import msgspec
 
 from hostdev_events.claims import ClaimOutcome, ClaimRef
-from hostdev_events.inventory import ContainerEdits
+from hostdev_events.inventory import ContainerEdits, CounterUse
 
 
 class ClaimStep(enum.StrEnum):
@@ -28,6 +28,8 @@ class AllocatedDevice(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=T
     device: str
     family: str = ""
     shareable: bool = False  # published with allowMultipleAllocations
+    consumes: tuple[CounterUse, ...] = ()
+    also_holds: tuple[str, ...] = ()
     admin_access: bool = False
     share_id: str | None = None
 

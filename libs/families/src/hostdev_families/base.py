@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import re
-from typing import Protocol
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 from hostdev_events.inventory import Device
 from hostdev_events.state import HostUndo
@@ -43,12 +44,17 @@ class Family(Protocol):
         """Every device of this family on the node, with stable names."""
         ...
 
-    def plan(self, device: Device, claim_uid: str) -> HostUndo:
-        """Decide the host actions for a device and record how to undo them; no writes."""
+    def plan(self, device: Device, claim_uid: str, config: Mapping[str, Any]) -> HostUndo:
+        """Decide the host actions for a device and record how to undo them; no writes.
+
+        `config` is the claim's opaque parameters for this driver and request; a value
+        the family cannot use raises FamilyError.
+        """
         ...
 
-    def apply(self, plan: HostUndo) -> None:
-        """Carry out a plan (bind to vfio-pci, create an mdev); raises HostRefused."""
+    def apply(self, plan: HostUndo) -> HostUndo:
+        """Carry out a plan (bind to vfio-pci, create an mdev); returns it with the final
+        edits (an mdev's IOMMU group is known only once it exists). Raises HostRefused."""
         ...
 
     def unprepare(self, undo: HostUndo) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import glob as globlib
 import logging
+from collections.abc import Mapping
+from typing import Any
 
 from hostdev_events.inventory import (
     Attribute,
@@ -114,11 +116,11 @@ class HostPathFamily:
             attrs[STD_PCIE_ROOT] = Attribute(string=top)
         return attrs
 
-    def plan(self, device: Device, claim_uid: str) -> HostUndo:
+    def plan(self, device: Device, claim_uid: str, config: Mapping[str, Any]) -> HostUndo:
         return HostUndo(device=device.name, family=FAMILY, edits=device.edits)
 
-    def apply(self, plan: HostUndo) -> None:
-        return None  # access is all a host path needs
+    def apply(self, plan: HostUndo) -> HostUndo:
+        return plan  # access is all a host path needs
 
     def unprepare(self, undo: HostUndo) -> None:
         return None

@@ -175,7 +175,7 @@ async def run_service(
                 service=service,
                 settings=settings,
                 nc=nc,
-                js=nc.jetstream(),
+                js=nc.jetstream(domain=settings.js_domain or None),
                 bus=NatsBus(nc),
                 tasks=tasks,
                 stack=stack,

@@ -17,14 +17,20 @@ class CommonSettings(msgspec.Struct, frozen=True, kw_only=True):
 
     node_name:   the Kubernetes node this instance serves (env NODE_NAME, required).
     nats_url:    the node's NATS leaf (HOSTDEV_NATS_URL).
+    js_domain:   the JetStream domain of the node's leaf (HOSTDEV_JS_DOMAIN); empty uses
+                 whatever JetStream the connected server serves locally.
     driver_name: the DRA driver name, also the CDI vendor suffix (HOSTDEV_DRIVER_NAME).
     log_level:   DEBUG, INFO, WARNING or ERROR (HOSTDEV_LOG_LEVEL).
+    http_port:   port of the /healthz, /readyz and /metrics endpoints (HOSTDEV_HTTP_PORT);
+                 0 serves none.
     """
 
     node_name: str
     nats_url: str = "nats://127.0.0.1:4222"
+    js_domain: str = ""
     driver_name: str = "hostdev.k8s.io"
     log_level: str = "INFO"
+    http_port: int = 0
 
 
 S = TypeVar("S", bound=CommonSettings)

@@ -1,13 +1,14 @@
-"""The device ledger: who holds which device, kept in JetStream KV with compare-and-set."""
+"""The device ledger: who holds which device, group and counter, in JetStream KV with compare-and-set."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 
 from hostdev_bus import KeyExists, KvStore, WrongRevision
 from hostdev_events import subjects
-from hostdev_events.alloc import DeviceWant, Hold
+from hostdev_events.alloc import COUNTER_ENTRY_PREFIX, DeviceWant, Hold, counter_entry
 from hostdev_events.base import ErrorCode
 from hostdev_runtime.errors import HandlerError
 
@@ -17,10 +18,19 @@ _CAS_ATTEMPTS = 8
 _Decision = Callable[[Hold], Hold | None]
 
 
+@dataclass(frozen=True, slots=True)
+class _Step:
+    """One ledger entry to change for a reservation, and why it might be refused."""
+
+    entry: str
+    decide: _Decision
+    refusal: Callable[[Hold], str]
+
+
 class Ledger:
     """Reservations for one node, all-or-nothing per request.
 
-    The latest (hold, revision) of each device is cached; a write that loses the
+    The latest (hold, revision) of each entry is cached; a write that loses the
     compare-and-set (another instance wrote first) re-reads and decides again.
     """
 
@@ -30,94 +40,152 @@ class Ledger:
         self._cache: dict[str, tuple[Hold, int]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
 
-    def _lock(self, device: str) -> asyncio.Lock:
-        return self._locks.setdefault(device, asyncio.Lock())
+    def _lock(self, entry: str) -> asyncio.Lock:
+        return self._locks.setdefault(entry, asyncio.Lock())
 
-    async def _read(self, device: str, fresh: bool = False) -> tuple[Hold, int]:
-        if not fresh and device in self._cache:
-            return self._cache[device]
-        found = await self.kv.get(subjects.device_key(self.node, device))
+    async def _read(self, entry: str, fresh: bool = False) -> tuple[Hold, int]:
+        if not fresh and entry in self._cache:
+            return self._cache[entry]
+        found = await self.kv.get(subjects.device_key(self.node, entry))
         current = found if found is not None else (Hold(), 0)
-        self._cache[device] = current
+        self._cache[entry] = current
         return current
 
-    async def _write(self, device: str, hold: Hold, revision: int) -> None:
-        key = subjects.device_key(self.node, device)
+    async def _write(self, entry: str, hold: Hold, revision: int) -> None:
+        key = subjects.device_key(self.node, entry)
         if not hold.holders:
             await self.kv.delete(key, last=revision or None)
-            self._cache[device] = (Hold(), 0)
+            self._cache[entry] = (Hold(), 0)
         elif revision == 0:
-            self._cache[device] = (hold, await self.kv.create(key, hold))
+            self._cache[entry] = (hold, await self.kv.create(key, hold))
         else:
-            self._cache[device] = (hold, await self.kv.update(key, hold, last=revision))
+            self._cache[entry] = (hold, await self.kv.update(key, hold, last=revision))
 
-    async def _change(self, device: str, decide: _Decision) -> bool:
-        """Apply `decide` to the device's hold with compare-and-set; False if refused."""
+    async def _change(self, entry: str, decide: _Decision) -> bool:
+        """Apply `decide` with compare-and-set; False if it refused."""
         fresh = False
         for _ in range(_CAS_ATTEMPTS):
-            hold, revision = await self._read(device, fresh)
+            hold, revision = await self._read(entry, fresh)
             new = decide(hold)
             if new is None:
                 return False
             if new == hold:
                 return True
             try:
-                await self._write(device, new, revision)
+                await self._write(entry, new, revision)
                 return True
             except (WrongRevision, KeyExists):
                 fresh = True
-        raise HandlerError(ErrorCode.STALE, f"device {device}: ledger kept changing; try again")
+        raise HandlerError(ErrorCode.STALE, f"{entry}: ledger kept changing; try again")
 
     async def reserve(self, owner: str, wants: Iterable[DeviceWant]) -> tuple[str, ...]:
-        """Hold every wanted device for `owner` or none of them."""
-        ordered = sorted(wants, key=lambda w: w.device)
-        locks = [self._lock(w.device) for w in ordered]
-        for lock in locks:  # sorted order: two requests never wait on each other in a cycle
+        """Hold every wanted device (with its group and counters) for `owner`, or nothing."""
+        wants = list(wants)
+        steps = _steps(owner, wants)
+        locks = [self._lock(s.entry) for s in steps]
+        for lock in locks:  # sorted entries: two requests never wait on each other in a cycle
             await lock.acquire()
         try:
             done: list[str] = []
-            for want in ordered:
-                if not await self._change(want.device, _add(owner, want)):
-                    holders = (await self._read(want.device))[0].holders
-                    for device in done:
-                        await self._change(device, _remove(owner))
-                    raise HandlerError(
-                        ErrorCode.CONFLICT,
-                        f"device {want.device} is held by {', '.join(holders)}",
-                    )
-                done.append(want.device)
-            return tuple(done)
+            for step in steps:
+                if not await self._change(step.entry, step.decide):
+                    reason = step.refusal((await self._read(step.entry))[0])
+                    for entry in done:
+                        await self._change(entry, _remove(owner))
+                    raise HandlerError(ErrorCode.CONFLICT, reason)
+                done.append(step.entry)
+            return tuple(sorted({w.device for w in wants}))
         finally:
             for lock in locks:
                 lock.release()
 
-    async def release(self, owner: str, devices: Iterable[str] | None) -> tuple[str, ...]:
-        """Drop the owner from the listed devices (every device of the node when None)."""
-        if devices is None:
+    async def release(self, owner: str, entries: Iterable[str] | None) -> tuple[str, ...]:
+        """Drop the owner from the listed entries (every entry of the node when None)."""
+        if entries is None:
             prefix = subjects.device_key_prefix(self.node)
-            devices = [k[len(prefix) :] for k in await self.kv.keys(prefix)]
+            entries = [k[len(prefix) :] for k in await self.kv.keys(prefix)]
         released: list[str] = []
-        for device in sorted(set(devices)):
-            async with self._lock(device):
-                hold, _ = await self._read(device, fresh=True)
-                if owner in hold.holders and await self._change(device, _remove(owner)):
-                    released.append(device)
+        for entry in sorted(set(entries)):
+            async with self._lock(entry):
+                hold, _ = await self._read(entry, fresh=True)
+                if owner in hold.holders and await self._change(entry, _remove(owner)):
+                    released.append(entry)
         return tuple(released)
 
 
-def _add(owner: str, want: DeviceWant) -> _Decision:
+def _steps(owner: str, wants: Sequence[DeviceWant]) -> list[_Step]:
+    steps: dict[str, _Step] = {}
+    usage: dict[str, dict[str, int]] = {}
+    capacity: dict[str, dict[str, int]] = {}
+    for want in wants:
+        steps[want.device] = _Step(
+            want.device, _add(owner, want.shareable), _held_by(f"device {want.device}")
+        )
+        for extra in want.also_holds:
+            steps.setdefault(extra, _Step(extra, _add(owner, False), _held_by(extra)))
+        for use in want.consumes:
+            entry = counter_entry(use.counter_set)
+            usage.setdefault(entry, {})
+            usage[entry][use.counter] = usage[entry].get(use.counter, 0) + use.value
+            capacity.setdefault(entry, {})[use.counter] = use.capacity
+    for entry, amounts in usage.items():
+        steps[entry] = _Step(
+            entry,
+            _consume(owner, amounts, capacity[entry]),
+            _exhausted(entry[len(COUNTER_ENTRY_PREFIX) :], amounts, capacity[entry]),
+        )
+    return [steps[e] for e in sorted(steps)]
+
+
+def _add(owner: str, shareable: bool) -> _Decision:
     def add(hold: Hold) -> Hold | None:
         if owner in hold.holders:
             return hold
-        if hold.holders and not (hold.shareable and want.shareable):
+        if hold.holders and not (hold.shareable and shareable):
             return None  # exclusive on either side: refused
-        return Hold(holders=(*hold.holders, owner), shareable=want.shareable)
+        return Hold(holders=(*hold.holders, owner), shareable=shareable)
 
     return add
 
 
+def _consume(owner: str, amounts: dict[str, int], capacity: dict[str, int]) -> _Decision:
+    def consume(hold: Hold) -> Hold | None:
+        if owner in hold.holders:
+            return hold
+        for counter, amount in amounts.items():
+            used = sum(u.get(counter, 0) for u in hold.used.values())
+            if used + amount > capacity[counter]:
+                return None
+        return Hold(
+            holders=(*hold.holders, owner), shareable=True, used={**hold.used, owner: amounts}
+        )
+
+    return consume
+
+
 def _remove(owner: str) -> _Decision:
     def remove(hold: Hold) -> Hold | None:
-        return Hold(holders=tuple(h for h in hold.holders if h != owner), shareable=hold.shareable)
+        return Hold(
+            holders=tuple(h for h in hold.holders if h != owner),
+            shareable=hold.shareable,
+            used={o: u for o, u in hold.used.items() if o != owner},
+        )
 
     return remove
+
+
+def _held_by(what: str) -> Callable[[Hold], str]:
+    return lambda hold: f"{what} is held by {', '.join(hold.holders)}"
+
+
+def _exhausted(
+    counter_set: str, amounts: dict[str, int], capacity: dict[str, int]
+) -> Callable[[Hold], str]:
+    def explain(hold: Hold) -> str:
+        parts = []
+        for counter, amount in amounts.items():
+            used = sum(u.get(counter, 0) for u in hold.used.values())
+            parts.append(f"{counter}: {used} of {capacity[counter]} used, {amount} more asked")
+        return f"counter set {counter_set} is exhausted ({'; '.join(parts)})"
+
+    return explain

@@ -170,16 +170,26 @@ async def _plan(call: _Call) -> Checkpoint:
                 f"claim {call.claim.namespace}/{call.claim.name} not found in the API"
             ) from None
     allocated = machine.our_devices(claim, call.claim.uid, call.deps.driver, call.deps.node)
+    configs = machine.request_configs(claim, call.deps.driver)
     devices: list[AllocatedDevice] = []
     plans: dict[str, HostUndo] = {}
     for item in allocated:
         device = await _inventory_device(call, item.device)
         devices.append(
-            msgspec.structs.replace(item, family=device.family, shareable=device.shareable)
+            msgspec.structs.replace(
+                item,
+                family=device.family,
+                shareable=device.shareable,
+                consumes=device.consumes,
+                also_holds=device.also_holds,
+            )
         )
         if device.name not in plans:
             family = call.family(device.family)
-            plans[device.name] = await asyncio.to_thread(family.plan, device, call.claim.uid)
+            config = configs.get(item.request, {})
+            plans[device.name] = await asyncio.to_thread(
+                family.plan, device, call.claim.uid, config
+            )
     return Checkpoint(
         claim=call.claim,
         step=ClaimStep.PREPARING,
@@ -201,23 +211,22 @@ async def _complete(call: _Call, checkpoint: Checkpoint, revision: int) -> Claim
     """Reserve, apply, write specs, record the outcome; on failure undo everything."""
     deps = call.deps
     uid = call.claim.uid
-    wants = {
-        d.device: DeviceWant(device=d.device, shareable=d.shareable) for d in checkpoint.devices
-    }
+    wants = _wants(checkpoint)
     try:
         with tracer.start_as_current_span("reserve devices"):
             await deps.bus.request(
                 subjects.alloc_reserve(deps.node),
-                ReserveDevices(owner=uid, devices=tuple(wants.values())),
+                ReserveDevices(owner=uid, devices=wants),
                 Reserved,
                 call.hop(),
             )
+        applied = []
         for plan in checkpoint.undo:
             with tracer.start_as_current_span(
                 "host actions", attributes={telemetry.ATTR_DEVICE: plan.device}
             ):
-                await asyncio.to_thread(call.family(plan.family).apply, plan)
-        spec = machine.claim_spec(deps.driver, uid, checkpoint.undo)
+                applied.append(await asyncio.to_thread(call.family(plan.family).apply, plan))
+        spec = machine.claim_spec(deps.driver, uid, applied)
         with tracer.start_as_current_span("write CDI spec"):
             specs = tuple(msgspec.Raw(s) for s in machine.encoded_specs(spec))
             if specs:
@@ -228,13 +237,25 @@ async def _complete(call: _Call, checkpoint: Checkpoint, revision: int) -> Claim
                     call.hop(),
                 )
         result = machine.outcome(deps.driver, uid, checkpoint.devices, spec)
-        done = msgspec.structs.replace(checkpoint, step=ClaimStep.COMPLETED, outcome=result)
+        done = msgspec.structs.replace(
+            checkpoint, step=ClaimStep.COMPLETED, undo=tuple(applied), outcome=result
+        )
         await deps.checkpoints.update(call.key, done, last=revision)
     except Exception:
         await _rollback(call, checkpoint, revision)
         raise
     logger.info("claim prepared", extra={telemetry.ATTR_CLAIM_UID: uid})
     return result
+
+
+def _wants(checkpoint: Checkpoint) -> tuple[DeviceWant, ...]:
+    wants = {
+        d.device: DeviceWant(
+            device=d.device, shareable=d.shareable, consumes=d.consumes, also_holds=d.also_holds
+        )
+        for d in checkpoint.devices
+    }
+    return tuple(wants.values())
 
 
 async def _rollback(call: _Call, checkpoint: Checkpoint, revision: int) -> None:

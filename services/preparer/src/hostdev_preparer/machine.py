@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Any
+
+import msgspec
 
 from hostdev_cdi import ContainerEdits as CdiEdits
 from hostdev_cdi import Device as CdiDevice
@@ -53,6 +56,33 @@ def our_devices(claim: ResourceClaim, uid: str, driver: str, pool: str) -> list[
             )
         )
     return devices
+
+
+def request_configs(claim: ResourceClaim, driver: str) -> dict[str, dict[str, Any]]:
+    """This driver's opaque parameters per request: class entries first, claim entries override.
+
+    An entry without requests applies to every request. Parameters are merged key by
+    key, so a claim can change one setting of its class.
+    """
+    allocation = claim.status.allocation
+    if allocation is None:
+        return {}
+    requests = {base_request(r.request) for r in allocation.devices.results if r.driver == driver}
+    merged: dict[str, dict[str, Any]] = {r: {} for r in requests}
+    ordered = sorted(allocation.devices.config, key=lambda c: c.source != "FromClass")
+    for entry in ordered:
+        if entry.opaque is None or entry.opaque.driver != driver:
+            continue
+        try:
+            parameters = msgspec.json.decode(bytes(entry.opaque.parameters))
+        except msgspec.DecodeError as err:
+            raise ClaimRejected(f"opaque parameters are not JSON: {err}") from None
+        if not isinstance(parameters, dict):
+            raise ClaimRejected("opaque parameters must be a JSON object")
+        for request in entry.requests or tuple(merged):
+            if request in merged:
+                merged[request].update(parameters)
+    return merged
 
 
 def preparing(checkpoint: Checkpoint) -> bool:

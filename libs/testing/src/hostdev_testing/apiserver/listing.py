@@ -10,7 +10,7 @@ from typing import Any
 
 from hostdev_testing.apiserver import errors
 from hostdev_testing.apiserver.errors import ApiError, FieldError, bad_request
-from hostdev_testing.apiserver.registry import Registry
+from hostdev_testing.apiserver.registry import Registry, WriteOptions
 from hostdev_testing.apiserver.resources import Obj, ResourceType
 from hostdev_testing.apiserver.selectors import Requirement, Selector, parse_fields, parse_labels
 from hostdev_testing.apiserver.store import Store
@@ -19,6 +19,12 @@ from hostdev_testing.apiserver.watch import WatchRequest
 DEFAULT_WATCH_SECONDS = 1800
 _TRUE = {"1", "t", "T", "true", "TRUE", "True"}
 _FALSE = {"0", "f", "F", "false", "FALSE", "False"}
+_MATCH_NEEDS_VERSION = "resourceVersionMatch is forbidden unless resourceVersion is provided"
+_EXACT_ZERO = 'resourceVersionMatch "exact" is forbidden for resourceVersion "0"'
+_INITIAL_ONLY_WATCH = "sendInitialEvents is forbidden for list"
+_INITIAL_BOOKMARKS = "allowWatchBookmarks required when sendInitialEvents is specified"
+_INITIAL_MATCH = "sendInitialEvents requires setting resourceVersionMatch to NotOlderThan"
+_WATCH_MATCH = "resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided"
 _VALIDATION = {"": "Warn", "Warn": "Warn", "Strict": "Strict", "Ignore": "Ignore"}
 
 
@@ -91,50 +97,41 @@ class Query:
 
     def check(self) -> None:
         """What ValidateListOptions rejects with 422."""
-        found: list[FieldError] = []
-        match = self.resource_version_match
+        match, initial, version = (
+            self.resource_version_match,
+            self.send_initial_events,
+            self.resource_version,
+        )
         if match not in ("", "NotOlderThan", "Exact"):
-            found.append(
-                errors.not_supported("resourceVersionMatch", match, ["Exact", "NotOlderThan", ""])
-            )
-        elif match and not self.resource_version and not self.send_initial_events:
-            found.append(
-                errors.forbidden(
-                    "resourceVersionMatch",
-                    "resourceVersionMatch is forbidden unless resourceVersion is provided",
-                )
-            )
-        if match == "Exact" and self.resource_version == "0":
-            found.append(
-                errors.forbidden(
-                    "resourceVersionMatch",
-                    'resourceVersionMatch "exact" is forbidden for resourceVersion "0"',
-                )
-            )
-        if self.send_initial_events is not None:
-            if not self.watch:
-                found.append(
-                    errors.forbidden("sendInitialEvents", "sendInitialEvents is forbidden for list")
-                )
-            elif self.send_initial_events and not self.bookmarks:
-                found.append(
-                    errors.forbidden(
-                        "allowWatchBookmarks",
-                        "allowWatchBookmarks required when sendInitialEvents is specified",
-                    )
-                )
-            if match != "NotOlderThan":
-                detail = "sendInitialEvents requires setting resourceVersionMatch to NotOlderThan"
-                found.append(errors.forbidden("resourceVersionMatch", detail))
-        elif self.watch and match:
-            found.append(
-                errors.forbidden(
-                    "resourceVersionMatch",
-                    "resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided",
-                )
-            )
+            supported = ["Exact", "NotOlderThan", ""]
+            raise _options_invalid([errors.not_supported("resourceVersionMatch", match, supported)])
+        fenced = [
+            (
+                bool(match) and not version and not initial,
+                "resourceVersionMatch",
+                _MATCH_NEEDS_VERSION,
+            ),
+            (match == "Exact" and version == "0", "resourceVersionMatch", _EXACT_ZERO),
+            (initial is not None and not self.watch, "sendInitialEvents", _INITIAL_ONLY_WATCH),
+            (
+                bool(initial) and self.watch and not self.bookmarks,
+                "allowWatchBookmarks",
+                _INITIAL_BOOKMARKS,
+            ),
+            (
+                initial is not None and match != "NotOlderThan",
+                "resourceVersionMatch",
+                _INITIAL_MATCH,
+            ),
+            (initial is None and self.watch and bool(match), "resourceVersionMatch", _WATCH_MATCH),
+        ]
+        found = [errors.forbidden(path, detail) for broken, path, detail in fenced if broken]
         if found:
             raise _options_invalid(found)
+
+    @property
+    def write(self) -> WriteOptions:
+        return WriteOptions(dry_run=self.dry_run, validation=self.validation)
 
     def for_name(self, name: str) -> Query:
         named = (*self.fields.requirements, Requirement("metadata.name", "=", (name,)))

@@ -41,6 +41,17 @@ class Outcome:
     created: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class WriteOptions:
+    """The write query parameters: `dryRun=All` and `fieldValidation`."""
+
+    dry_run: bool = False
+    validation: str = "Warn"
+
+
+DEFAULT_WRITE = WriteOptions()
+
+
 @dataclass(slots=True)
 class _Decoded:
     obj: Obj
@@ -131,15 +142,9 @@ class Registry:
         return obj
 
     def create(
-        self,
-        rt: ResourceType,
-        namespace: str,
-        body: Any,
-        *,
-        dry_run: bool = False,
-        validation: str = "Warn",
+        self, rt: ResourceType, namespace: str, body: Any, options: WriteOptions = DEFAULT_WRITE
     ) -> Outcome:
-        decoded = self._decode(rt, body, validation)
+        decoded = self._decode(rt, body, options.validation)
         obj, meta = decoded.obj, decoded.obj["metadata"]
         self._namespace(rt, namespace, meta)
         if rt.namespaced and self.store.get("namespaces", ("", namespace)) is None:
@@ -168,7 +173,7 @@ class Registry:
                 obj["metadata"]["name"] = generate_name(obj["metadata"]["generateName"])
         else:
             raise errors.already_exists(rt, obj["metadata"]["name"])
-        stored = obj if dry_run else self.store.put(rt.plural, obj)
+        stored = obj if options.dry_run else self.store.put(rt.plural, obj)
         return Outcome(stored, decoded.warnings, created=True)
 
     def replace(
@@ -177,12 +182,11 @@ class Registry:
         namespace: str,
         name: str,
         body: Any,
+        options: WriteOptions = DEFAULT_WRITE,
         *,
         status: bool = False,
-        dry_run: bool = False,
-        validation: str = "Warn",
     ) -> Outcome:
-        decoded = self._decode(rt, body, validation)
+        decoded = self._decode(rt, body, options.validation)
         obj, meta = decoded.obj, decoded.obj["metadata"]
         if meta.get("name") != name:
             raise bad_request(
@@ -199,7 +203,7 @@ class Registry:
         if new == old:
             # An update that changes nothing is not written: same resourceVersion, no event.
             return Outcome(old, decoded.warnings)
-        if dry_run:
+        if options.dry_run:
             return Outcome(new, decoded.warnings)
         if new["metadata"].get("deletionTimestamp") and not new["metadata"].get("finalizers"):
             self.store.remove(rt.plural, _key(rt, old))
@@ -225,10 +229,9 @@ class Registry:
         name: str,
         content_type: str,
         raw: bytes,
+        options: WriteOptions = DEFAULT_WRITE,
         *,
         status: bool = False,
-        dry_run: bool = False,
-        validation: str = "Warn",
     ) -> Outcome:
         if content_type not in (patch.MERGE, patch.STRATEGIC, patch.JSON_PATCH):
             raise errors.unsupported_media_type(patch.ACCEPTED)
@@ -253,9 +256,7 @@ class Registry:
             patched["metadata"].get("resourceVersion") or current["metadata"]["resourceVersion"]
         )
         patched["metadata"]["resourceVersion"] = version
-        return self.replace(
-            rt, namespace, name, patched, status=status, dry_run=dry_run, validation=validation
-        )
+        return self.replace(rt, namespace, name, patched, options, status=status)
 
     def delete(
         self, rt: ResourceType, namespace: str, name: str, options: Any, *, dry_run: bool = False

@@ -172,7 +172,7 @@ RESOURCES: dict[str, ResourceType] = {
             returns_deleted_object=True,
             schema="io.k8s.api.resource.v1.ResourceClaimTemplate",
             fields=_default_fields(True),
-            merge_keys=_META_MERGE,
+            merge_keys={**_META_MERGE, **{("spec", *k): v for k, v in _META_MERGE.items()}},
         ),
         ResourceType(
             plural="resourceslices",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -77,7 +78,8 @@ def _target(group: str, parts: list[str]) -> Target | None:
 def respond(body: Any, status: int = 200, warnings: list[str] | None = None) -> web.Response:
     response = web.Response(body=msgspec.json.encode(body), status=status, content_type=_JSON)
     for warning in warnings or []:
-        response.headers.add("Warning", f'299 - "{warning.replace(chr(34), chr(92) + chr(34))}"')
+        escaped = warning.replace('"', '\\"')
+        response.headers.add("Warning", f'299 - "{escaped}"')
     return response
 
 
@@ -118,30 +120,22 @@ class Handler:
         return await self._item(request, target, target.name)
 
     async def _collection(self, request: web.Request, target: Target) -> web.StreamResponse:
-        query = listing.Query.parse(request.query, target.rt, force_watch=target.watch_path)
+        rt, namespace = target.rt, target.namespace
+        query = listing.Query.parse(request.query, rt, force_watch=target.watch_path)
         if request.method == "GET" and query.watch:
             return await self._watch(request, target, query)
         if request.method == "GET":
-            return respond(listing.list_objects(self.registry, target.rt, target.namespace, query))
-        if request.method == "POST" and (target.namespace is not None or not target.rt.namespaced):
+            return respond(listing.list_objects(self.registry, rt, namespace, query))
+        # Namespaced types accept writes only under /namespaces/<ns>/.
+        if namespace is None and rt.namespaced:
+            raise errors.method_not_allowed()
+        if request.method == "POST":
             body = await _body(request)
-            outcome = self.registry.create(
-                target.rt,
-                target.namespace or "",
-                body,
-                dry_run=query.dry_run,
-                validation=query.validation,
-            )
-            return _outcome(outcome)
-        if request.method == "DELETE" and (
-            target.namespace is not None or not target.rt.namespaced
-        ):
+            return _outcome(self.registry.create(rt, namespace or "", body, query.write))
+        if request.method == "DELETE":
             options = await _body(request, optional=True)
-            return respond(
-                listing.delete_collection(
-                    self.registry, target.rt, target.namespace, query, options
-                )
-            )
+            deleted = listing.delete_collection(self.registry, rt, namespace, query, options)
+            return respond(deleted)
         raise errors.method_not_allowed()
 
     async def _item(self, request: web.Request, target: Target, name: str) -> web.StreamResponse:
@@ -154,28 +148,14 @@ class Handler:
             return respond(self.registry.get(rt, namespace, name))
         if request.method == "PUT":
             body = await _body(request)
-            outcome = self.registry.replace(
-                rt,
-                namespace,
-                name,
-                body,
-                status=status,
-                dry_run=query.dry_run,
-                validation=query.validation,
+            return _outcome(
+                self.registry.replace(rt, namespace, name, body, query.write, status=status)
             )
-            return _outcome(outcome)
         if request.method == "PATCH":
             content_type = request.headers.get("Content-Type", "").split(";")[0].strip()
             raw = await request.read()
             outcome = self.registry.patch(
-                rt,
-                namespace,
-                name,
-                content_type,
-                raw,
-                status=status,
-                dry_run=query.dry_run,
-                validation=query.validation,
+                rt, namespace, name, content_type, raw, query.write, status=status
             )
             return _outcome(outcome)
         if request.method == "DELETE" and not status:
@@ -188,15 +168,19 @@ class Handler:
     async def _watch(
         self, request: web.Request, target: Target, query: listing.Query
     ) -> web.StreamResponse:
-        watch = query.watch_request(
-            self.registry.store, target.rt, target.namespace, self.bookmark_interval
-        )
+        store = self.registry.store
+        watch = query.watch_request(store, target.rt, target.namespace, self.bookmark_interval)
         response = web.StreamResponse(status=200, headers={"Content-Type": _JSON})
         response.enable_chunked_encoding()
         await response.prepare(request)
-        async for event in stream(self.registry.store, watch):
-            await response.write(msgspec.json.encode(event) + b"\n")
-        await response.write_eof()
+        try:
+            async with contextlib.aclosing(stream(store, watch)) as events:
+                async for event in events:
+                    await response.write(msgspec.json.encode(event) + b"\n")
+            await response.write_eof()
+        except ConnectionResetError:
+            # The client went away; there is nobody left to tell.
+            pass
         return response
 
 

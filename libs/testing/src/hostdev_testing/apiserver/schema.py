@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import re
 from dataclasses import dataclass, field
@@ -63,9 +64,11 @@ class OpenApi:
         self.components: dict[str, Any] = document["components"]["schemas"]
         self._validators: dict[str, Draft202012Validator] = {}
 
-    @classmethod
-    def load(cls, schemas_dir: Path) -> OpenApi:
-        return cls(json.loads((schemas_dir / DOCUMENT).read_text()))
+    @staticmethod
+    @functools.cache
+    def load(schemas_dir: Path) -> OpenApi:
+        """Read the document once per folder; the parsed schemas are shared and never changed."""
+        return OpenApi(json.loads((schemas_dir / DOCUMENT).read_text()))
 
     def validator(self, name: str) -> Draft202012Validator:
         if name not in self._validators:

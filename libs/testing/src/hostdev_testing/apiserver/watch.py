@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 
 from hostdev_testing.apiserver.errors import ApiError
@@ -72,7 +72,7 @@ def error_event(error: ApiError) -> Obj:
     return {"type": "ERROR", "object": error.status()}
 
 
-async def stream(store: Store, req: WatchRequest) -> AsyncIterator[Obj]:
+async def stream(store: Store, req: WatchRequest) -> AsyncGenerator[Obj, None]:
     """Yield watch events until the timeout, the server's shutdown, or the caller stops."""
     try:
         subscription = store.subscribe(req.rt.plural, req.since)

@@ -1,0 +1,90 @@
+"""NatsKv on a real nats-server: compare-and-set, prefixes, typed values."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+
+import nats
+import pytest
+import pytest_asyncio
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+
+from hostdev_bus import KeyExists, NatsBus, NatsKv, RemoteError, Unavailable, WrongRevision
+from hostdev_events.alloc import Hold, Reserved, ReserveDevices
+
+
+@pytest_asyncio.fixture
+async def nc(nats_url: str) -> AsyncIterator[Client]:
+    """A client connection to the session's nats-server."""
+    client = await nats.connect(nats_url)
+    try:
+        yield client
+    finally:
+        await client.close()
+
+
+async def _kv(nc: Client) -> NatsKv[Hold]:
+    return await NatsKv.open(nc.jetstream(), f"test-{uuid.uuid4().hex[:8]}", Hold)
+
+
+async def test_create_twice_is_refused(nc: Client) -> None:
+    """create() on a key with a value raises KeyExists instead of overwriting."""
+    kv = await _kv(nc)
+    await kv.create("n.a", Hold(holders=("x",)))
+    with pytest.raises(KeyExists):
+        await kv.create("n.a", Hold(holders=("y",)))
+
+
+async def test_update_with_stale_revision_is_refused(nc: Client) -> None:
+    """A write naming an older revision loses; the value stays the newer one."""
+    kv = await _kv(nc)
+    first = await kv.create("n.a", Hold(holders=("x",)))
+    await kv.update("n.a", Hold(holders=("y",)), last=first)
+    with pytest.raises(WrongRevision):
+        await kv.update("n.a", Hold(holders=("z",)), last=first)
+    found = await kv.get("n.a")
+    assert found is not None
+    assert found[0].holders == ("y",)
+
+
+async def test_delete_then_create_again_works(nc: Client) -> None:
+    """A deleted key reads as missing and can be created again."""
+    kv = await _kv(nc)
+    revision = await kv.create("n.a", Hold(holders=("x",)))
+    await kv.delete("n.a", last=revision)
+    assert await kv.get("n.a") is None
+    await kv.create("n.a", Hold(holders=("y",)))
+
+
+async def test_keys_are_listed_by_prefix_only(nc: Client) -> None:
+    """keys(prefix) returns the keys of one node, not those of another node."""
+    kv = await _kv(nc)
+    for key in ("n1.a", "n1.b", "n2.a", "n10.a"):
+        await kv.create(key, Hold(holders=("x",)))
+    await kv.delete("n1.b")
+    assert await kv.keys("n1.") == ["n1.a"]
+    assert await kv.keys("n3.") == []
+
+
+async def test_request_without_responder_is_unavailable(nc: Client) -> None:
+    """Nobody on the subject: a typed Unavailable error at once, not a timeout."""
+    bus = NatsBus(nc)
+    with pytest.raises(Unavailable):
+        await bus.request(
+            "hostdev.v1.nobody.alloc.reserve", ReserveDevices(owner="o", devices=()), Reserved, 2
+        )
+
+
+async def test_error_reply_becomes_remote_error(nc: Client) -> None:
+    """An ErrorReply answer raises RemoteError with its code and detail."""
+
+    async def answer(msg: Msg) -> None:
+        await msg.respond(b'{"type":"error.v1","code":"conflict","detail":"held"}')
+
+    subject = f"test.{uuid.uuid4().hex}"
+    await nc.subscribe(subject, cb=answer)
+    with pytest.raises(RemoteError) as failed:
+        await NatsBus(nc).request(subject, ReserveDevices(owner="o", devices=()), Reserved, 2)
+    assert (failed.value.code, failed.value.detail) == ("conflict", "held")
