@@ -47,7 +47,7 @@ async def test_prepare_after_preparer_killed_mid_prepare_converges(
         await services.start("cdi-writer", "preparer", processes=True)
         outcome = await plugin.prepare([claim])
         assert outcome.kubelet_failure is None, services.log("preparer")
-        assert len(list(node_config.cdi_root.glob("*.json"))) == 1
+        assert len(list(node_config.cdi_root.glob(f"k8s.{node_config.driver}-device_*.json"))) == 1
 
         nc = await nats.connect(node_config.nats_url)
         js = nc.jetstream()

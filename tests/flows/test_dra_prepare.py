@@ -21,7 +21,18 @@ async def _plugin(
 
 
 def _spec_files(config: NodeConfig) -> list[Path]:
-    return sorted(config.cdi_root.glob("*.json")) if config.cdi_root.exists() else []
+    """The claim specs (device kind), not the metadata specs beside them."""
+    pattern = f"k8s.{config.driver}-device_*.json"
+    return sorted(config.cdi_root.glob(pattern)) if config.cdi_root.exists() else []
+
+
+def _all_cdi_entries(config: NodeConfig) -> list[Path]:
+    """Every file the CDI writer left, metadata files included."""
+    return (
+        sorted(p for p in config.cdi_root.rglob("*") if p.is_file())
+        if config.cdi_root.exists()
+        else []
+    )
 
 
 async def test_registration_advertises_both_dra_versions(
@@ -59,8 +70,9 @@ async def test_prepare_exclusive_device_writes_cdi_spec_and_unprepare_removes_it
         "dev-dri-renderd128",
         ("gpu",),
     )
-    (cdi_id,) = device.cdi_device_ids
+    cdi_id, metadata_id = device.cdi_device_ids
     assert cdi_id == f"k8s.{node_config.driver}/device={claim.uid}-dev-dri-renderd128"
+    assert metadata_id == f"{node_config.driver}/metadata={claim.uid}_gpu"
     (spec_file,) = _spec_files(node_config)
     spec = json.loads(spec_file.read_bytes())
     validate_cdi(spec)
@@ -71,7 +83,7 @@ async def test_prepare_exclusive_device_writes_cdi_spec_and_unprepare_removes_it
 
     unprepared = await plugin.unprepare([claim], version=version)  # type: ignore[arg-type]
     assert unprepared.claims[claim.uid].error == ""
-    assert _spec_files(node_config) == []
+    assert _all_cdi_entries(node_config) == []
 
 
 async def test_shared_device_is_prepared_for_two_claims_at_once(
@@ -94,7 +106,7 @@ async def test_shared_device_is_prepared_for_two_claims_at_once(
     mount = spec["devices"][0]["containerEdits"]["mounts"][0]
     assert mount["containerPath"] == "/tmp/.X11-unix"
     assert (await plugin.unprepare([first, second, mount_claim])).kubelet_failure is None
-    assert _spec_files(node_config) == []
+    assert _all_cdi_entries(node_config) == []
 
 
 async def test_exclusive_device_held_by_one_claim_is_refused_to_another(

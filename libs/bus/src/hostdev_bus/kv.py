@@ -106,14 +106,17 @@ class NatsKv(Generic[T]):
             await watcher.stop()  # type: ignore[no-untyped-call]
         return sorted(found)
 
-    async def watch(self, prefix: str = "") -> AsyncIterator[tuple[str, T | None]]:
-        """Every key under `prefix` now and on each change: (key, value or None if deleted)."""
+    async def watch(self, prefix: str = "") -> AsyncIterator[tuple[str, T | None] | None]:
+        """Every key under `prefix` now, then None once, then each change as it happens.
+
+        Items are (key, value), with value None for a deleted key.
+        """
         watcher = await self._kv.watch(f"{prefix}>" if prefix else ">")
         try:
             async for entry in watcher:
-                if entry is None:  # end of the initial values
-                    continue
-                if entry.operation in ("DEL", "PURGE") or not entry.value:
+                if entry is None:  # the current values have all been sent
+                    yield None
+                elif entry.operation in ("DEL", "PURGE") or not entry.value:
                     yield entry.key, None
                 else:
                     yield entry.key, self._decoder.decode(entry.value)

@@ -1,8 +1,9 @@
 """CDI spec Structs, device naming, minimum version and validation, atomic files."""
 
+from hostdev_cdi import metadata, names
 from hostdev_cdi.errors import CdiError, InvalidSpec
 from hostdev_cdi.files import decode_spec, encode_spec, owned_files, remove_owned, write_atomic
-from hostdev_cdi.spec import ContainerEdits, Device, DeviceNode, Mount, Spec
+from hostdev_cdi.spec import ContainerEdits, Device, DeviceNode, Mount, NetDevice, Spec
 from hostdev_cdi.validate import validate
 from hostdev_cdi.version import minimum_version
 
@@ -13,10 +14,13 @@ __all__ = [
     "DeviceNode",
     "InvalidSpec",
     "Mount",
+    "NetDevice",
     "Spec",
     "decode_spec",
     "encode_spec",
+    "metadata",
     "minimum_version",
+    "names",
     "owned_files",
     "remove_owned",
     "validate",

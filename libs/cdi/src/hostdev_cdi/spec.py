@@ -28,6 +28,13 @@ class Mount(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, renam
     type: str | None = None
 
 
+class NetDevice(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
+    """A host interface moved into the container (CDI 1.1.0)."""
+
+    host_interface_name: str
+    name: str
+
+
 class ContainerEdits(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, rename="camel"):
     """Edits applied to the OCI spec of a container that requests a device."""
 
@@ -35,6 +42,7 @@ class ContainerEdits(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=Tr
     device_nodes: tuple[DeviceNode, ...] = ()
     mounts: tuple[Mount, ...] = ()
     additional_gids: tuple[int, ...] = ()
+    net_devices: tuple[NetDevice, ...] = ()
 
 
 class Device(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, rename="camel"):

@@ -24,6 +24,9 @@ def _check_edits(edits: ContainerEdits, where: str) -> None:
             raise InvalidSpec(f"{where}: device node hostPath {node.host_path!r} is not absolute")
         if node.permissions is not None and not _PERMISSIONS.match(node.permissions):
             raise InvalidSpec(f"{where}: permissions {node.permissions!r} are not a subset of rwm")
+    for net in edits.net_devices:
+        if not net.host_interface_name or not net.name:
+            raise InvalidSpec(f"{where}: a net device needs hostInterfaceName and name")
     for mount in edits.mounts:
         if not mount.container_path.startswith("/") or not mount.host_path.startswith("/"):
             raise InvalidSpec(f"{where}: mount paths must be absolute")

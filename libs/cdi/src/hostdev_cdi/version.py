@@ -10,6 +10,8 @@ KNOWN_VERSIONS = ("0.3.0", "0.4.0", "0.5.0", "0.6.0", "0.7.0", "0.8.0", "1.0.0",
 def _edits_need(edits: ContainerEdits | None) -> str:
     if edits is None:
         return "0.3.0"
+    if edits.net_devices:
+        return "1.1.0"
     if edits.additional_gids:
         return "0.7.0"
     if any(node.host_path is not None for node in edits.device_nodes):

@@ -76,3 +76,26 @@ def ledger_entries(wants: tuple[DeviceWant, ...]) -> tuple[str, ...]:
     entries.update(e for w in wants for e in w.also_holds)
     entries.update(counter_entry(u.counter_set) for w in wants for u in w.consumes)
     return tuple(sorted(entries))
+
+
+class Candidate(msgspec.Struct, frozen=True, kw_only=True):
+    """A device-plugin ID the kubelet may choose, with where its device sits."""
+
+    id: str
+    device: str
+    numa: int | None = None
+    pcie_root: str = ""
+
+
+class PreferDevices(Message, frozen=True, tag="alloc.prefer.v1"):
+    """Which `size` IDs to give one container (GetPreferredAllocation)."""
+
+    candidates: tuple[Candidate, ...]
+    must_include: tuple[str, ...] = ()
+    size: int = 1
+
+
+class Preferred(Message, frozen=True, tag="alloc.preferred.v1"):
+    """The chosen IDs, must-include first."""
+
+    ids: tuple[str, ...]

@@ -32,12 +32,20 @@ class MountEdit(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     read_only: bool = False
 
 
+class NetDeviceEdit(msgspec.Struct, frozen=True, kw_only=True):
+    """A host network interface moved into the container's network namespace."""
+
+    host_interface_name: str
+    name: str  # the interface name inside the container
+
+
 class ContainerEdits(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """What a prepared device adds to a container (becomes CDI containerEdits)."""
 
     device_nodes: tuple[DeviceNodeEdit, ...] = ()
     mounts: tuple[MountEdit, ...] = ()
     env: tuple[str, ...] = ()
+    net_devices: tuple[NetDeviceEdit, ...] = ()
 
 
 class CounterUse(msgspec.Struct, frozen=True, kw_only=True):

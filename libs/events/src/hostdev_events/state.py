@@ -7,7 +7,7 @@ import enum
 import msgspec
 
 from hostdev_events.claims import ClaimOutcome, ClaimRef
-from hostdev_events.inventory import ContainerEdits, CounterUse
+from hostdev_events.inventory import Attribute, ContainerEdits, CounterUse
 
 
 class ClaimStep(enum.StrEnum):
@@ -45,6 +45,9 @@ class HostUndo(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     family: str
     data: dict[str, str] = {}
     edits: ContainerEdits = ContainerEdits()
+    # What the workload learns about the device (KEP-5304 metadata): the published
+    # attributes plus what only prepare knows, such as a created mdev's UUID.
+    attributes: dict[str, Attribute] = {}
 
 
 class Checkpoint(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -53,6 +56,8 @@ class Checkpoint(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     version: int = 1
     claim: ClaimRef
     step: ClaimStep
+    claim_generation: int = 0
+    pod_claim_name: str = ""  # set for claims made from a template (KEP-5304 paths)
     devices: tuple[AllocatedDevice, ...] = ()
     undo: tuple[HostUndo, ...] = ()
     outcome: ClaimOutcome | None = None

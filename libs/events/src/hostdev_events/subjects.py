@@ -115,3 +115,23 @@ def checkpoint_key(node: str, claim_uid: str) -> str:
 def service_ready(node: str) -> str:
     """Event: a service instance on `node` finished starting and is serving."""
     return _node_subject(node, "service.ready")
+
+
+def dp_allocate(node: str) -> str:
+    """Command: prepare devices for a device-plugin Allocate (gateway -> preparer)."""
+    return _node_subject(node, "dp.allocate")
+
+
+def dp_release(node: str) -> str:
+    """Command: undo device-plugin allocations no pod uses (gateway -> preparer)."""
+    return _node_subject(node, "dp.release")
+
+
+def dp_list(node: str) -> str:
+    """Command: list prepared device-plugin IDs of a resource (gateway -> preparer)."""
+    return _node_subject(node, "dp.list")
+
+
+def alloc_prefer(node: str) -> str:
+    """Command: choose device-plugin IDs with locality in mind (gateway -> allocator)."""
+    return _node_subject(node, "alloc.prefer")

@@ -1,7 +1,18 @@
 """Device families behind one Protocol: discover, prepare, unprepare, health."""
 
 from hostdev_families.base import Family, FamilyError, HostRefused, dns_label
-from hostdev_families.config import ConfigError, DevicesConfig, HostPathSpec, load_config
+from hostdev_families.config import (
+    ConfigError,
+    DevicesConfig,
+    HostPathSpec,
+    MdevSelector,
+    PciSelector,
+    ResourceSpec,
+    SriovSelector,
+    UsbSelector,
+    load_config,
+)
+from hostdev_families.netlink import Pyroute2Netlink, VfNetlink, VfSettings
 from hostdev_families.registry import build_families, discover_all
 
 __all__ = [
@@ -11,6 +22,14 @@ __all__ = [
     "FamilyError",
     "HostPathSpec",
     "HostRefused",
+    "MdevSelector",
+    "PciSelector",
+    "Pyroute2Netlink",
+    "ResourceSpec",
+    "SriovSelector",
+    "UsbSelector",
+    "VfNetlink",
+    "VfSettings",
     "build_families",
     "discover_all",
     "dns_label",

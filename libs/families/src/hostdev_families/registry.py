@@ -5,17 +5,31 @@ from __future__ import annotations
 from hostdev_events.inventory import Device
 from hostdev_families.base import Family
 from hostdev_families.config import DevicesConfig
-from hostdev_families.hostpath import FAMILY as HOSTPATH
 from hostdev_families.hostpath import HostPathFamily
-from hostdev_sysfs import HostRoot
+from hostdev_families.mdev import MdevFamily
+from hostdev_families.netlink import VfNetlink
+from hostdev_families.pci import PciFamily
+from hostdev_families.sriov import SriovFamily
+from hostdev_families.usb import UsbFamily
+from hostdev_sysfs import HostRoot, SysfsWriter
 
 
-def build_families(config: DevicesConfig, root: HostRoot) -> dict[str, Family]:
+def build_families(
+    config: DevicesConfig, root: HostRoot, writer: SysfsWriter, netlink: VfNetlink
+) -> dict[str, Family]:
     """Every family the configuration selects devices for, by family name."""
-    families: dict[str, Family] = {}
+    families: list[Family] = []
     if config.host_paths:
-        families[HOSTPATH] = HostPathFamily(root, config.host_paths)
-    return families
+        families.append(HostPathFamily(root, config.host_paths))
+    if config.pci:
+        families.append(PciFamily(root, writer, config.pci))
+    if config.sriov:
+        families.append(SriovFamily(root, writer, netlink, config.sriov))
+    if config.mdev:
+        families.append(MdevFamily(root, writer, config.mdev))
+    if config.usb:
+        families.append(UsbFamily(root, config.usb))
+    return {f.name: f for f in families}
 
 
 def discover_all(families: dict[str, Family]) -> list[Device]:

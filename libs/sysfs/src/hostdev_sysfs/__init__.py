@@ -2,15 +2,19 @@
 
 from hostdev_sysfs.pci import PciFunction, group_members, list_functions, read_function
 from hostdev_sysfs.root import HostRoot, PathEscapesRoot
-from hostdev_sysfs.writer import FileWriter, SysfsWriter
+from hostdev_sysfs.usb import UsbDevice, list_usb
+from hostdev_sysfs.writer import FileWriter, ReadOnlyWriter, SysfsWriter
 
 __all__ = [
     "FileWriter",
     "HostRoot",
     "PathEscapesRoot",
     "PciFunction",
+    "ReadOnlyWriter",
     "SysfsWriter",
+    "UsbDevice",
     "group_members",
     "list_functions",
+    "list_usb",
     "read_function",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from typing import Protocol
 
@@ -33,3 +34,10 @@ class FileWriter:
             os.write(fd, data.encode())
         finally:
             os.close(fd)
+
+
+class ReadOnlyWriter:
+    """For services that must never write sysfs (discovery): every write is refused."""
+
+    def write(self, host_path: str, data: str) -> None:
+        raise OSError(errno.EROFS, f"this service does not write sysfs ({host_path})")

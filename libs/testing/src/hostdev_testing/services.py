@@ -42,6 +42,7 @@ class NodeConfig:
     workdir: Path
     devices_config: Path
     rescan_seconds: float = 3600.0  # tests trigger scans themselves
+    pod_resources_seconds: float = 3600.0
 
     @property
     def cdi_root(self) -> Path:
@@ -58,6 +59,16 @@ class NodeConfig:
         """The kubelet plugin registration directory."""
         return self.workdir / "plugins_registry"
 
+    @property
+    def device_plugins_dir(self) -> Path:
+        """The kubelet device plugin directory (kubelet.sock and plugin sockets)."""
+        return self.workdir / "device-plugins"
+
+    @property
+    def pod_resources_socket(self) -> Path:
+        """The kubelet pod-resources socket."""
+        return self.workdir / "pod-resources" / "kubelet.sock"
+
     def env(self) -> dict[str, str]:
         """The environment variables the services read."""
         return {
@@ -70,6 +81,9 @@ class NodeConfig:
             "HOSTDEV_CDI_ROOT": str(self.cdi_root),
             "HOSTDEV_PLUGINS_DIR": str(self.plugins_dir),
             "HOSTDEV_REGISTRY_DIR": str(self.registry_dir),
+            "HOSTDEV_DEVICE_PLUGINS_DIR": str(self.device_plugins_dir),
+            "HOSTDEV_POD_RESOURCES_SOCKET": str(self.pod_resources_socket),
+            "HOSTDEV_POD_RESOURCES_SECONDS": str(self.pod_resources_seconds),
             "HOSTDEV_RESCAN_SECONDS": str(self.rescan_seconds),
             "HOSTDEV_LOG_LEVEL": "WARNING",
         }

@@ -8,10 +8,11 @@ from typing import Any
 
 from hostdev_allocator.handlers import Deps, on_release, on_reserve
 from hostdev_allocator.ledger import Ledger
+from hostdev_allocator.prefer import on_prefer
 from hostdev_allocator.settings import Settings
 from hostdev_bus import NatsKv
 from hostdev_events import subjects
-from hostdev_events.alloc import Hold, ReleaseDevices, ReserveDevices
+from hostdev_events.alloc import Hold, PreferDevices, ReleaseDevices, ReserveDevices
 from hostdev_runtime.runner import App, Route, ServiceContext
 
 SERVICE = "allocator"
@@ -22,6 +23,7 @@ def routes(node: str, deps: Deps) -> tuple[Route[Any], ...]:
     return (
         Route(subjects.alloc_reserve(node), ReserveDevices, partial(on_reserve, deps=deps)),
         Route(subjects.alloc_release(node), ReleaseDevices, partial(on_release, deps=deps)),
+        Route(subjects.alloc_prefer(node), PreferDevices, on_prefer),
     )
 
 

@@ -4,16 +4,31 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import msgspec
 
 from hostdev_bus import KvStore
-from hostdev_cdi import InvalidSpec, decode_spec, names, remove_owned, write_atomic
+from hostdev_cdi import (
+    InvalidSpec,
+    decode_spec,
+    encode_spec,
+    metadata,
+    names,
+    remove_owned,
+    write_atomic,
+)
 from hostdev_events import subjects
 from hostdev_events.base import ErrorCode
-from hostdev_events.cdi import CdiSpecsRemoved, CdiSpecsWritten, RemoveCdiSpecs, WriteCdiSpecs
+from hostdev_events.cdi import (
+    CdiSpecsRemoved,
+    CdiSpecsWritten,
+    RemoveCdiSpecs,
+    RequestMetadata,
+    WriteCdiSpecs,
+)
 from hostdev_events.state import Checkpoint
 from hostdev_runtime.errors import HandlerError
 
@@ -36,9 +51,46 @@ def _owner(owner: str) -> str:
         raise HandlerError(ErrorCode.INVALID, str(err)) from err
 
 
-def _write_all(deps: Deps, owner: str, specs: tuple[msgspec.Raw, ...]) -> tuple[str, ...]:
+def _metadata_dir(deps: Deps, owner: str) -> Path:
+    return deps.cdi_root / metadata.HOST_DIR / owner
+
+
+def _write_metadata(deps: Deps, owner: str, items: tuple[RequestMetadata, ...]) -> bytes | None:
+    """Write each request's metadata file; returns the spec that mounts them, if any."""
+    target = _metadata_dir(deps, owner)
+    mounts = []
+    for item in items:
+        try:
+            request = metadata.check_request(item.request)
+        except InvalidSpec as err:
+            raise HandlerError(ErrorCode.INVALID, str(err)) from err
+        if (
+            not item.container_path.startswith(metadata.CONTAINER_BASE + "/")
+            or ".." in item.container_path
+        ):
+            raise HandlerError(
+                ErrorCode.INVALID,
+                f"metadata path {item.container_path!r} is outside {metadata.CONTAINER_BASE}",
+            )
+        host = write_atomic(target / request, "metadata.json", bytes(item.document))
+        mounts.append((request, str(host), item.container_path))
+    keep = {m[0] for m in mounts}
+    if target.is_dir():
+        for old in target.iterdir():
+            if old.name not in keep:
+                shutil.rmtree(old, ignore_errors=True)
+    if not mounts:
+        shutil.rmtree(target, ignore_errors=True)
+        return None
+    return encode_spec(metadata.spec(deps.driver, owner, mounts))
+
+
+def _write_all(
+    deps: Deps, owner: str, specs: tuple[msgspec.Raw, ...], items: tuple[RequestMetadata, ...]
+) -> tuple[str, ...]:
     decoded = []
-    for raw in specs:
+    extra = _write_metadata(deps, owner, items)
+    for raw in (*specs, *((msgspec.Raw(extra),) if extra else ())):
         try:
             spec = decode_spec(bytes(raw))
         except (msgspec.DecodeError, msgspec.ValidationError, InvalidSpec) as err:
@@ -55,15 +107,24 @@ def _write_all(deps: Deps, owner: str, specs: tuple[msgspec.Raw, ...]) -> tuple[
 async def on_write(msg: WriteCdiSpecs, deps: Deps) -> CdiSpecsWritten:
     """Validate and write every spec of the owner atomically; drop its other specs."""
     owner = _owner(msg.owner)
-    paths = await asyncio.to_thread(_write_all, deps, owner, msg.specs)
+    paths = await asyncio.to_thread(_write_all, deps, owner, msg.specs, msg.metadata)
     return CdiSpecsWritten(owner=owner, paths=paths)
 
 
 async def on_remove(msg: RemoveCdiSpecs, deps: Deps) -> CdiSpecsRemoved:
     """Remove every spec file of the owner; none left is success."""
     owner = _owner(msg.owner)
-    removed = await asyncio.to_thread(remove_owned, deps.cdi_root, owner)
+    removed = await asyncio.to_thread(_remove_all, deps, owner)
     return CdiSpecsRemoved(owner=owner, paths=tuple(str(p) for p in removed))
+
+
+def _remove_all(deps: Deps, owner: str) -> list[Path]:
+    removed = remove_owned(deps.cdi_root, owner)
+    folder = _metadata_dir(deps, owner)
+    if folder.exists():
+        shutil.rmtree(folder)
+        removed.append(folder)
+    return removed
 
 
 def _our_owners(deps: Deps) -> dict[str, list[Path]]:
@@ -76,6 +137,9 @@ def _our_owners(deps: Deps) -> dict[str, list[Path]]:
         if path.name.startswith((prefix, deps.driver + "-")) and path.suffix == ".json":
             owner = path.stem.rpartition("_")[2]
             found.setdefault(owner, []).append(path)
+    folder = deps.cdi_root / metadata.HOST_DIR
+    for path in folder.iterdir() if folder.is_dir() else []:
+        found.setdefault(path.name, []).append(path)
     return found
 
 
@@ -84,7 +148,7 @@ async def remove_orphans(deps: Deps, checkpoints: KvStore[Checkpoint]) -> list[s
     removed: list[str] = []
     for owner in await asyncio.to_thread(_our_owners, deps):
         if await checkpoints.get(subjects.checkpoint_key(deps.node, owner)) is None:
-            for path in await asyncio.to_thread(remove_owned, deps.cdi_root, owner):
+            for path in await asyncio.to_thread(_remove_all, deps, owner):
                 removed.append(str(path))
     if removed:
         logger.info("removed orphan CDI specs", extra={"paths": removed})

@@ -16,10 +16,10 @@ from hostdev_discovery.scanner import Scanner
 from hostdev_discovery.settings import Settings
 from hostdev_events import subjects
 from hostdev_events.inventory import Device, GetInventory
-from hostdev_families import build_families, load_config
+from hostdev_families import Pyroute2Netlink, build_families, load_config
 from hostdev_kube import Kube
 from hostdev_runtime.runner import App, Route, ServiceContext
-from hostdev_sysfs import HostRoot
+from hostdev_sysfs import HostRoot, ReadOnlyWriter
 
 SERVICE = "discovery"
 
@@ -29,8 +29,10 @@ def app(settings: Settings) -> App:
 
     async def start(ctx: ServiceContext) -> Sequence[Route[Any]]:
         node = settings.node_name
+        root = HostRoot(settings.host_root)
+        # Discovery only reads: its writer refuses, and it never touches netlink.
         families = build_families(
-            load_config(Path(settings.devices_config)), HostRoot(settings.host_root)
+            load_config(Path(settings.devices_config)), root, ReadOnlyWriter(), Pyroute2Netlink()
         )
         kv = await NatsKv.open(ctx.js, subjects.INVENTORY_BUCKET, Device)
         store = InventoryStore(node, kv, ctx.bus)

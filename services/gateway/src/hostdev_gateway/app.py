@@ -1,16 +1,28 @@
-"""Wiring: the DRA socket first, then the registration socket the kubelet watches."""
+"""Wiring: the DRA socket, then the registration socket; the device plugin sockets; the feeds."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from hostdev_bus import NatsKv
+from hostdev_events import subjects
+from hostdev_events.alloc import Hold
+from hostdev_events.inventory import Device
+from hostdev_families import ResourceSpec, load_config
 from hostdev_gateway import dra, registration
 from hostdev_gateway.claims import ClaimCalls
+from hostdev_gateway.deviceplugin import ResourcePlugin
+from hostdev_gateway.dp_sockets import DevicePlugins
+from hostdev_gateway.feed import Feed
+from hostdev_gateway.podresources import Reconciler
 from hostdev_gateway.settings import Settings
 from hostdev_gateway.sockets import serve_unix, stop_unix
 from hostdev_runtime.runner import App, Route, ServiceContext
+
+logger = logging.getLogger(__name__)
 
 SERVICE = "gateway"
 
@@ -24,25 +36,58 @@ def socket_paths(settings: Settings) -> tuple[Path, Path]:
     return service, reg
 
 
+def resources(settings: Settings) -> tuple[ResourceSpec, ...]:
+    """The device plugin resources of the selection file; none when there is no file."""
+    path = Path(settings.devices_config)
+    if not path.exists():
+        logger.info(
+            "no device selection file; no device plugin resources", extra={"path": str(path)}
+        )
+        return ()
+    return load_config(path).resources
+
+
+async def _start_dra(ctx: ServiceContext, settings: Settings) -> None:
+    service_path, reg_path = socket_paths(settings)
+    dra_server = dra.server(ClaimCalls(node=settings.node_name, bus=ctx.bus))
+    await serve_unix(dra_server, service_path)
+    ctx.stack.push_async_callback(stop_unix, dra_server, service_path)
+    # Only now may the kubelet learn about us: it calls the endpoint right after registering.
+    servicer = registration.Registration(
+        registration.DRA_PLUGIN_TYPE,
+        settings.driver_name,
+        str(service_path),
+        registration.DRA_VERSIONS,
+    )
+    reg_server = registration.server(servicer)
+    await serve_unix(reg_server, reg_path)
+    ctx.stack.push_async_callback(stop_unix, reg_server, reg_path)
+
+
+async def _start_device_plugins(
+    ctx: ServiceContext, settings: Settings, specs: tuple[ResourceSpec, ...]
+) -> None:
+    node = settings.node_name
+    feed = Feed(node)
+    ctx.spawn(feed.follow_inventory(await NatsKv.open(ctx.js, subjects.INVENTORY_BUCKET, Device)))
+    ctx.spawn(feed.follow_ledger(await NatsKv.open(ctx.js, subjects.LEDGER_BUCKET, Hold)))
+    plugins = [ResourcePlugin(s, feed, ctx.bus, node, settings.dp_cdi) for s in specs]
+    sockets = DevicePlugins(Path(settings.device_plugins_dir), plugins)
+    ctx.spawn(sockets.run(ctx.stopping))
+    reconciler = Reconciler(
+        node, ctx.bus, Path(settings.pod_resources_socket), tuple(s.name for s in specs)
+    )
+    ctx.spawn(reconciler.run(ctx.stopping, settings.pod_resources_seconds))
+
+
 def app(settings: Settings) -> App:
     """The gateway app for the runner: it answers no NATS subjects, only the kubelet."""
 
     async def start(ctx: ServiceContext) -> Sequence[Route[Any]]:
-        service_path, reg_path = socket_paths(settings)
-        calls = ClaimCalls(node=settings.node_name, bus=ctx.bus)
-        dra_server = dra.server(calls)
-        await serve_unix(dra_server, service_path)
-        ctx.stack.push_async_callback(stop_unix, dra_server, service_path)
-        # Only now may the kubelet learn about us: it calls the endpoint right after registering.
-        servicer = registration.Registration(
-            registration.DRA_PLUGIN_TYPE,
-            settings.driver_name,
-            str(service_path),
-            registration.DRA_VERSIONS,
-        )
-        reg_server = registration.server(servicer)
-        await serve_unix(reg_server, reg_path)
-        ctx.stack.push_async_callback(stop_unix, reg_server, reg_path)
+        await _start_dra(ctx, settings)
+        specs = resources(settings)
+        if specs:
+            await _start_device_plugins(ctx, settings, specs)
         return ()
 
     return start

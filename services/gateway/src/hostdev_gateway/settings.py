@@ -14,8 +14,22 @@ class Settings(CommonSettings, frozen=True, kw_only=True):
                   (HOSTDEV_REGISTRY_DIR); ours is `<registry_dir>/<driver>-reg.sock`.
     pod_uid:      set (from the downward API) to run two instances side by side during a
                   rolling update: socket names then carry the UID (HOSTDEV_POD_UID).
+    devices_config: the device selection file; its `resources` list names the device
+                  plugin resources (HOSTDEV_DEVICES_CONFIG). A missing file offers none.
+    device_plugins_dir: the kubelet's device plugin directory with `kubelet.sock`
+                  (HOSTDEV_DEVICE_PLUGINS_DIR).
+    pod_resources_socket: the kubelet's pod-resources socket, to learn which device plugin
+                  IDs pods still use (HOSTDEV_POD_RESOURCES_SOCKET).
+    pod_resources_seconds: how often that is asked (HOSTDEV_POD_RESOURCES_SECONDS).
+    dp_cdi:       answer Allocate with CDI device names (true) or with device nodes and
+                  mounts for runtimes without CDI (false) (HOSTDEV_DP_CDI).
     """
 
     plugins_dir: str = "/var/lib/kubelet/plugins"
     registry_dir: str = "/var/lib/kubelet/plugins_registry"
     pod_uid: str = ""
+    devices_config: str = "/etc/hostdev/devices.yaml"
+    device_plugins_dir: str = "/var/lib/kubelet/device-plugins"
+    pod_resources_socket: str = "/var/lib/kubelet/pod-resources/kubelet.sock"
+    pod_resources_seconds: float = 10.0
+    dp_cdi: bool = True

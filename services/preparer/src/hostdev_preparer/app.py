@@ -10,17 +10,20 @@ from typing import Any
 from hostdev_bus import NatsKv
 from hostdev_events import subjects
 from hostdev_events.claims import PrepareClaims, UnprepareClaims
+from hostdev_events.dp import AllocateDevices, ListAllocations, ReleaseAllocations
 from hostdev_events.inventory import Device, InventoryChanged
 from hostdev_events.state import Checkpoint
-from hostdev_families import build_families, load_config
+from hostdev_families import Pyroute2Netlink, VfNetlink, build_families, load_config
 from hostdev_kube import Kube
-from hostdev_preparer.handlers import Deps, on_prepare, on_unprepare
+from hostdev_preparer import dp
+from hostdev_preparer.flow import Deps
+from hostdev_preparer.handlers import on_prepare, on_unprepare
 from hostdev_preparer.inventory import InventoryView
 from hostdev_preparer.locks import KeyedLocks
 from hostdev_preparer.settings import Settings
 from hostdev_runtime.clock import SystemClock
 from hostdev_runtime.runner import App, Route, ServiceContext
-from hostdev_sysfs import HostRoot
+from hostdev_sysfs import FileWriter, HostRoot, SysfsWriter
 
 SERVICE = "preparer"
 
@@ -30,6 +33,9 @@ def routes(node: str, deps: Deps) -> tuple[Route[Any], ...]:
     return (
         Route(subjects.claims_prepare(node), PrepareClaims, partial(on_prepare, deps=deps)),
         Route(subjects.claims_unprepare(node), UnprepareClaims, partial(on_unprepare, deps=deps)),
+        Route(subjects.dp_allocate(node), AllocateDevices, partial(dp.on_allocate, deps=deps)),
+        Route(subjects.dp_release(node), ReleaseAllocations, partial(dp.on_release, deps=deps)),
+        Route(subjects.dp_list(node), ListAllocations, partial(dp.on_list, deps=deps)),
         Route(
             subjects.inventory_changed(node),
             InventoryChanged,
@@ -39,15 +45,25 @@ def routes(node: str, deps: Deps) -> tuple[Route[Any], ...]:
     )
 
 
-def app(settings: Settings) -> App:
-    """The preparer app for the runner."""
+def app(
+    settings: Settings, *, writer: SysfsWriter | None = None, netlink: VfNetlink | None = None
+) -> App:
+    """The preparer app for the runner.
+
+    `writer` and `netlink` are where the kernel reacts; a test kit passes fakes, the
+    service's own entry point never does.
+    """
 
     async def start(ctx: ServiceContext) -> Sequence[Route[Any]]:
         kube = await Kube.connect(settings.kube_api_url)
         ctx.stack.push_async_callback(kube.close)
         node = settings.node_name
+        root = HostRoot(settings.host_root)
         families = build_families(
-            load_config(Path(settings.devices_config)), HostRoot(settings.host_root)
+            load_config(Path(settings.devices_config)),
+            root,
+            writer or FileWriter(root),
+            netlink or Pyroute2Netlink(),
         )
         deps = Deps(
             node=node,
@@ -61,6 +77,7 @@ def app(settings: Settings) -> App:
             families=families,
             clock=SystemClock(),
             locks=KeyedLocks(),
+            device_metadata=settings.device_metadata,
         )
         return routes(node, deps)
 

@@ -9,7 +9,17 @@ import msgspec
 
 from hostdev_cdi import ContainerEdits as CdiEdits
 from hostdev_cdi import Device as CdiDevice
-from hostdev_cdi import DeviceNode, Mount, Spec, encode_spec, minimum_version, names
+from hostdev_cdi import (
+    DeviceNode,
+    Mount,
+    NetDevice,
+    Spec,
+    encode_spec,
+    metadata,
+    minimum_version,
+    names,
+)
+from hostdev_events.cdi import RequestMetadata
 from hostdev_events.claims import ClaimOutcome, PreparedDevice
 from hostdev_events.inventory import ContainerEdits
 from hostdev_events.state import AllocatedDevice, Checkpoint, ClaimStep, HostUndo
@@ -111,6 +121,10 @@ def _cdi_edits(edits: ContainerEdits) -> CdiEdits:
             )
             for m in edits.mounts
         ),
+        net_devices=tuple(
+            NetDevice(host_interface_name=n.host_interface_name, name=n.name)
+            for n in edits.net_devices
+        ),
     )
 
 
@@ -121,7 +135,7 @@ def claim_spec(driver: str, claim_uid: str, undo: Sequence[HostUndo]) -> Spec | 
             name=names.claim_device_name(claim_uid, u.device), container_edits=_cdi_edits(u.edits)
         )
         for u in undo
-        if u.edits.device_nodes or u.edits.mounts or u.edits.env
+        if u.edits.device_nodes or u.edits.mounts or u.edits.env or u.edits.net_devices
     )
     if not devices:
         return None
@@ -134,15 +148,72 @@ def encoded_specs(spec: Spec | None) -> tuple[bytes, ...]:
     return () if spec is None else (encode_spec(spec),)
 
 
+POD_CLAIM_NAME_ANNOTATION = "resource.kubernetes.io/pod-claim-name"
+
+
+def metadata_items(
+    driver: str, checkpoint: Checkpoint, applied: Sequence[HostUndo]
+) -> tuple[RequestMetadata, ...]:
+    """One KEP-5304 metadata file per request: what KubeVirt reads to find its device."""
+    attributes = {u.device: msgspec.to_builtins(u.attributes) for u in applied}
+    per_request: dict[str, list[dict[str, Any]]] = {}
+    for device in checkpoint.devices:
+        per_request.setdefault(device.request, []).append(
+            {
+                "driver": driver,
+                "pool": device.pool,
+                "name": device.device,
+                "attributes": attributes.get(device.device, {}),
+            }
+        )
+    claim = {
+        "name": checkpoint.claim.name,
+        "namespace": checkpoint.claim.namespace,
+        "uid": checkpoint.claim.uid,
+        "generation": checkpoint.claim_generation,
+    }
+    return tuple(
+        RequestMetadata(
+            request=request,
+            container_path=metadata.container_path(
+                driver, checkpoint.claim.name, checkpoint.pod_claim_name, request
+            ),
+            document=msgspec.Raw(
+                metadata.document(
+                    claim=claim,
+                    pod_claim_name=checkpoint.pod_claim_name,
+                    request=request,
+                    devices=devices,
+                )
+            ),
+        )
+        for request, devices in sorted(per_request.items())
+    )
+
+
 def outcome(
-    driver: str, claim_uid: str, devices: Iterable[AllocatedDevice], spec: Spec | None
+    driver: str,
+    claim_uid: str,
+    devices: Iterable[AllocatedDevice],
+    spec: Spec | None,
+    metadata_requests: frozenset[str] = frozenset(),
 ) -> ClaimOutcome:
-    """What the kubelet gets: each device with its request name and CDI IDs."""
+    """What the kubelet gets: each device with its request name and CDI IDs.
+
+    The first device of each request also carries the ID that mounts the request's
+    metadata file, as the upstream helper does.
+    """
     in_spec = {d.name for d in spec.devices} if spec else set()
     prepared = []
+    seen_requests: set[str] = set()
     for device in devices:
         cdi_name = names.claim_device_name(claim_uid, device.device)
-        ids = (names.qualified(spec_kind(driver), cdi_name),) if cdi_name in in_spec else ()
+        ids: tuple[str, ...] = (
+            (names.qualified(spec_kind(driver), cdi_name),) if cdi_name in in_spec else ()
+        )
+        if device.request in metadata_requests and device.request not in seen_requests:
+            ids += (metadata.cdi_id(driver, claim_uid, device.request),)
+        seen_requests.add(device.request)
         prepared.append(
             PreparedDevice(
                 request_names=(device.request,),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import posixpath
 
+from hostdev_testing.fakesysfs.attributes import is_bridge_class
 from hostdev_testing.fakesysfs.tree import State, Tree
 
 PCI_DEVICES = "/sys/bus/pci/devices"
@@ -46,7 +47,7 @@ def override_of(tree: Tree, dev_dir: str) -> str | None:
 
 def is_bridge(tree: Tree, dev_dir: str) -> bool:
     """Whether the function is a PCI-to-PCI bridge (type 1 header), which vfio-pci refuses."""
-    return tree.read(f"{dev_dir}/class").startswith("0x0604")
+    return is_bridge_class(int(tree.read(f"{dev_dir}/class"), 16))
 
 
 def ensure_driver(tree: Tree, name: str) -> str:

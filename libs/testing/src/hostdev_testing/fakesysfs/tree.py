@@ -28,6 +28,19 @@ class State(msgspec.Struct):
     mdev_max: dict[str, int] = msgspec.field(default_factory=dict)
 
 
+def kernfs_target(target: str, link_dir: str) -> str:
+    """The relative target sysfs stores: up to an ancestor of the target's parent, then down.
+
+    Unlike `os.path.relpath`, a link to an ancestor still names it (`../../../0000:00:02.0`,
+    never `../..`), as kernfs_get_target_path does.
+    """
+    target_parent = posixpath.dirname(target)
+    base, ups = link_dir, 0
+    while base != "/" and target_parent != base and not target_parent.startswith(base + "/"):
+        base, ups = posixpath.dirname(base), ups + 1
+    return "../" * ups + target[len(base) :].lstrip("/")
+
+
 class Tree:
     """A host root seen through host paths (`/sys/...`); the builder and the fake kernel share it.
 
@@ -77,11 +90,13 @@ class Tree:
     def write(self, host_path: str, content: str | bytes) -> None:
         """Create or replace a regular file, making its parents."""
         real = self.path(host_path)
-        real.parent.mkdir(parents=True, exist_ok=True)
-        if isinstance(content, bytes):
-            real.write_bytes(content)
-        else:
-            real.write_text(content)
+        data = content if isinstance(content, bytes) else content.encode()
+        try:
+            real.write_bytes(data)
+        except FileNotFoundError:
+            # Parents are made only when missing: trees are built file by file, so this is hot.
+            real.parent.mkdir(parents=True, exist_ok=True)
+            real.write_bytes(data)
 
     def mkdir(self, host_path: str) -> None:
         """Create a directory and its parents."""
@@ -90,10 +105,15 @@ class Tree:
     def link(self, host_path: str, target: str) -> None:
         """A symlink at `host_path` to `target`, relative the way sysfs writes them."""
         real = self.path(host_path)
-        real.parent.mkdir(parents=True, exist_ok=True)
-        if real.is_symlink():
+        relative = kernfs_target(target, posixpath.dirname(host_path))
+        try:
+            real.symlink_to(relative)
+        except FileNotFoundError:
+            real.parent.mkdir(parents=True, exist_ok=True)
+            real.symlink_to(relative)
+        except FileExistsError:
             real.unlink()
-        real.symlink_to(posixpath.relpath(target, posixpath.dirname(host_path)))
+            real.symlink_to(relative)
 
     def readlink(self, host_path: str) -> str | None:
         """A symlink's target as stored, or None if the path is not a symlink."""

@@ -1,0 +1,208 @@
+"""Mediated devices (vGPU profiles): created with a fresh UUID on prepare, removed on unprepare.
+
+Each type of each parent is published as `max` devices that consume a shared
+counter of the parent: a parent has lcm(max of each type) units and an instance
+of a type with `max` instances costs units/max. So the scheduler (and the
+allocator, before any sysfs write) can never place more instances on a parent than
+it holds, and types that share the parent's resources share its counter.
+"""
+
+from __future__ import annotations
+
+import errno
+import fnmatch
+import math
+import os
+import uuid as uuidlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from hostdev_events.inventory import Attribute, CounterUse, Device
+from hostdev_events.state import HostUndo
+from hostdev_families import pciattrs
+from hostdev_families.base import (
+    ATTR_FAMILY,
+    STD_PCI_BUS_ID,
+    STD_PCIE_ROOT,
+    FamilyError,
+    HostRefused,
+    dns_label,
+)
+from hostdev_families.config import MdevSelector
+from hostdev_sysfs import HostRoot, SysfsWriter, read_function
+
+FAMILY = "mdev"
+MDEV_BUS = "/sys/class/mdev_bus"
+COUNTER = "units"
+ATTR_MDEV_UUID = "mdevUUID"  # the literal key KubeVirt reads from the metadata file
+
+
+@dataclass(frozen=True, slots=True)
+class MdevType:
+    """One supported type of a parent, as sysfs shows it."""
+
+    type_id: str
+    name: str
+    available: int
+    existing: int
+
+    @property
+    def maximum(self) -> int:
+        """Instances the parent holds of this type alone (what exists plus what is left)."""
+        return self.available + self.existing
+
+
+def _types(root: HostRoot, parent: str) -> list[MdevType]:
+    base = f"{MDEV_BUS}/{parent}/mdev_supported_types"
+    found = []
+    real = root.path(base)
+    for type_id in sorted(os.listdir(real)) if real.is_dir() else []:
+
+        def read(name: str, default: str = "", type_id: str = type_id) -> str:
+            try:
+                return root.read_text(f"{base}/{type_id}/{name}").strip()
+            except OSError:
+                return default
+
+        devices = real / type_id / "devices"
+        found.append(
+            MdevType(
+                type_id=type_id,
+                name=read("name", type_id),
+                available=int(read("available_instances", "0") or 0),
+                existing=len(os.listdir(devices)) if devices.is_dir() else 0,
+            )
+        )
+    return found
+
+
+class MdevFamily:
+    """Types of selected parents; prepare creates the mdev, unprepare removes it."""
+
+    name = FAMILY
+
+    def __init__(
+        self, root: HostRoot, writer: SysfsWriter, selectors: tuple[MdevSelector, ...]
+    ) -> None:
+        self.root = root
+        self.writer = writer
+        self.selectors = selectors
+
+    def _wanted(self, parent: str) -> tuple[str, ...] | None:
+        """The type filter of the first selector matching the parent, or None."""
+        function = read_function(self.root, parent)
+        for s in self.selectors:
+            if (s.parent is None or fnmatch.fnmatchcase(parent, s.parent)) and pciattrs.matches(
+                function, vendor=s.vendor, device=s.device
+            ):
+                return s.types
+        return None
+
+    def discover(self) -> list[Device]:
+        real = self.root.path(MDEV_BUS)
+        devices: list[Device] = []
+        for parent in sorted(os.listdir(real)) if real.is_dir() else []:
+            wanted = self._wanted(parent)
+            if wanted is None:
+                continue
+            types = [
+                t
+                for t in _types(self.root, parent)
+                if t.maximum > 0 and (not wanted or t.type_id in wanted or t.name in wanted)
+            ]
+            devices += self._parent_devices(parent, types)
+        return devices
+
+    def _parent_devices(self, parent: str, types: list[MdevType]) -> list[Device]:
+        if not types:
+            return []
+        units = math.lcm(*(t.maximum for t in types))
+        function = read_function(self.root, parent)
+        counter_set = dns_label(f"mdev-{parent}")
+        devices = []
+        for mtype in types:
+            use = CounterUse(
+                counter_set=counter_set,
+                counter=COUNTER,
+                value=units // mtype.maximum,
+                capacity=units,
+            )
+            attributes = {
+                ATTR_FAMILY: Attribute(string=FAMILY),
+                "mdevType": Attribute(string=mtype.type_id[:64]),
+                "mdevName": Attribute(string=mtype.name[:64]),
+                STD_PCI_BUS_ID: Attribute(string=parent),
+                pciattrs.ATTR_VENDOR: Attribute(string=pciattrs.hex_id(function.vendor)),
+                pciattrs.ATTR_DEVICE: Attribute(string=pciattrs.hex_id(function.device)),
+            }
+            if function.pcie_root:
+                attributes[STD_PCIE_ROOT] = Attribute(string=function.pcie_root)
+            if function.numa_node >= 0:
+                attributes[pciattrs.ATTR_NUMA] = Attribute(int_=function.numa_node)
+            for slot in range(mtype.maximum):
+                devices.append(
+                    Device(
+                        name=dns_label(f"mdev-{parent}-{mtype.type_id}-{slot}"),
+                        family=FAMILY,
+                        attributes=attributes,
+                        params={"parent": parent, "type": mtype.type_id},
+                        consumes=(use,),
+                    )
+                )
+        return devices
+
+    def plan(self, device: Device, claim_uid: str, config: Mapping[str, Any]) -> HostUndo:
+        instance = str(uuidlib.uuid4())  # recorded before creation, so a crash can clean it up
+        return HostUndo(
+            device=device.name,
+            family=FAMILY,
+            data={
+                "parent": device.params["parent"],
+                "type": device.params["type"],
+                "uuid": instance,
+            },
+            attributes={**device.attributes, ATTR_MDEV_UUID: Attribute(string=instance)},
+        )
+
+    def apply(self, plan: HostUndo) -> HostUndo:
+        instance, parent, mtype = plan.data["uuid"], plan.data["parent"], plan.data["type"]
+        if not self.root.exists(f"/sys/bus/mdev/devices/{instance}"):
+            base = f"{MDEV_BUS}/{parent}/mdev_supported_types/{mtype}"
+            if not self.root.exists(base):
+                raise HostRefused(plan.device, f"{parent} no longer offers mdev type {mtype}")
+            if int(self.root.read_text(f"{base}/available_instances") or 0) < 1:
+                raise HostRefused(plan.device, f"no instance of {mtype} left on {parent}")
+            try:
+                self.writer.write(f"{base}/create", instance)
+            except OSError as err:
+                name = errno.errorcode.get(err.errno or 0, str(err.errno))
+                raise HostRefused(
+                    plan.device, f"kernel refused to create {mtype} on {parent}: {name}"
+                ) from err
+        group = self.root.readlink_name(f"/sys/bus/mdev/devices/{instance}/iommu_group")
+        if group is None or not group.isdigit():
+            raise HostRefused(plan.device, f"mdev {instance} has no IOMMU group")
+        return HostUndo(
+            device=plan.device,
+            family=FAMILY,
+            data={**plan.data, "group": group},
+            edits=pciattrs.vfio_edits(self.root, int(group)),
+            attributes=plan.attributes,
+        )
+
+    def unprepare(self, undo: HostUndo) -> None:
+        instance = undo.data.get("uuid", "")
+        if not instance or not self.root.exists(f"/sys/bus/mdev/devices/{instance}"):
+            return
+        try:
+            self.writer.write(f"/sys/bus/mdev/devices/{instance}/remove", "1")
+        except OSError as err:
+            name = errno.errorcode.get(err.errno or 0, str(err.errno))
+            # EBUSY while QEMU still holds it: the kubelet retries unprepare.
+            raise FamilyError(
+                undo.device, f"kernel refused to remove mdev {instance}: {name}"
+            ) from err
+
+    def healthy(self, device: Device) -> bool:
+        return self.root.exists(f"{MDEV_BUS}/{device.params.get('parent', '-')}")

@@ -1,0 +1,236 @@
+"""SR-IOV virtual functions, handed out as VFIO devices or as network interfaces."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from hostdev_events.inventory import Attribute, ContainerEdits, Device, NetDeviceEdit
+from hostdev_events.state import HostUndo
+from hostdev_families import pci, pciattrs, vfio
+from hostdev_families.base import FamilyError, HostRefused
+from hostdev_families.config import SriovSelector
+from hostdev_families.netlink import VfNetlink, VfSettings
+from hostdev_sysfs import HostRoot, PciFunction, SysfsWriter, list_functions, read_function
+
+FAMILY = "sriov"
+MODES = ("vfio", "netdevice")
+_MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+_LINK_TYPES = {"1": "ethernet", "32": "infiniband"}
+
+
+class SriovFamily:
+    """VFs of selected PFs; VF settings go through netlink on the PF and are reverted."""
+
+    name = FAMILY
+
+    def __init__(
+        self,
+        root: HostRoot,
+        writer: SysfsWriter,
+        netlink: VfNetlink,
+        selectors: tuple[SriovSelector, ...],
+    ) -> None:
+        self.root = root
+        self.writer = writer
+        self.netlink = netlink
+        self.selectors = selectors
+
+    def _selector(self, pf: PciFunction) -> SriovSelector | None:
+        for s in self.selectors:
+            if not pciattrs.matches(pf, vendor=s.vendor, device=s.device, address=s.pf):
+                continue
+            if s.pf_name is None or s.pf_name in pf.netdevs:
+                return s
+        return None
+
+    def discover(self) -> list[Device]:
+        devices = []
+        for address in list_functions(self.root):
+            function = read_function(self.root, address)
+            if not function.virtfns:
+                continue
+            selector = self._selector(function)
+            if selector is not None:
+                devices += [
+                    self._vf(function, index, vf, selector.mode)
+                    for index, vf in enumerate(function.virtfns)
+                ]
+        return devices
+
+    def _link_type(self, pf: PciFunction) -> str:
+        if not pf.netdevs:
+            return "unknown"
+        try:
+            kind = self.root.read_text(f"/sys/class/net/{pf.netdevs[0]}/type")
+        except OSError:
+            return "ethernet"
+        return _LINK_TYPES.get(kind, "unknown")
+
+    def _vf(self, pf: PciFunction, index: int, address: str, mode: str) -> Device:
+        function = read_function(self.root, address)
+        group = function.iommu_group
+        attributes = pciattrs.pci_attributes(FAMILY, function)
+        attributes |= {
+            "pfPciBusID": Attribute(string=pf.address),
+            "vfIndex": Attribute(int_=index),
+            "linkType": Attribute(string=self._link_type(pf)),
+        }
+        if pf.netdevs:
+            attributes["pfName"] = Attribute(string=pf.netdevs[0])
+        params = {
+            "address": address,
+            "pf": pf.address,
+            "pf_ifname": pf.netdevs[0] if pf.netdevs else "",
+            "vf_index": str(index),
+            "mode": mode,
+        }
+        edits = ContainerEdits()
+        also: tuple[str, ...] = ()
+        if group is not None:
+            params["group"] = str(group)
+            edits = pciattrs.vfio_edits(self.root, group)
+            also = (pciattrs.group_entry(group),)
+        return Device(
+            name=pciattrs.pci_name("vf", address),
+            family=FAMILY,
+            attributes=attributes,
+            edits=edits,
+            params=params,
+            also_holds=also,
+        )
+
+    def plan(self, device: Device, claim_uid: str, config: Mapping[str, Any]) -> HostUndo:
+        mode = str(config.get("mode", device.params["mode"]))
+        if mode not in MODES:
+            raise FamilyError(device.name, f"mode {mode!r} is not one of {', '.join(MODES)}")
+        wanted = _settings(device.name, config)
+        if mode == "vfio":
+            if "group" not in device.params:
+                raise FamilyError(device.name, "no IOMMU group: vfio mode is impossible")
+            base = pci.plan_group(self.root, FAMILY, device)
+        else:
+            function = read_function(self.root, device.params["address"])
+            base = HostUndo(
+                device=device.name,
+                family=FAMILY,
+                data={
+                    f"driver/{function.address}": function.driver or "",
+                    f"override/{function.address}": function.driver_override or "",
+                },
+                attributes=device.attributes,
+            )
+        data = {
+            **base.data,
+            "mode": mode,
+            **{k: v for k, v in device.params.items() if k != "mode"},
+        }
+        data["interface"] = str(config.get("interfaceName", "net1"))
+        if wanted != VfSettings():
+            current = self.netlink.get_vf(
+                device.params["pf_ifname"], int(device.params["vf_index"])
+            )
+            data |= _encode("want", wanted) | _encode("was", current)
+        return HostUndo(
+            device=device.name,
+            family=FAMILY,
+            data=data,
+            edits=base.edits,
+            attributes=device.attributes,
+        )
+
+    def apply(self, plan: HostUndo) -> HostUndo:
+        address = plan.data["address"]
+        if plan.data["mode"] == "vfio":
+            pci.apply_group(self.root, self.writer, plan)
+        else:
+            plan = self._to_netdevice(plan, address)
+        wanted = _decode("want", plan.data)
+        if wanted != VfSettings():
+            try:
+                self.netlink.set_vf(plan.data["pf_ifname"], int(plan.data["vf_index"]), wanted)
+            except OSError as err:
+                self.unprepare(plan)
+                raise HostRefused(plan.device, f"VF settings refused: {err}") from err
+        return plan
+
+    def _to_netdevice(self, plan: HostUndo, address: str) -> HostUndo:
+        function = read_function(self.root, address)
+        if function.driver in (None, vfio.VFIO_DRIVER):
+            vfio.release_to_host(self.root, self.writer, plan.device, address)
+            function = read_function(self.root, address)
+        if not function.netdevs:
+            raise HostRefused(
+                plan.device, f"{address} has no network interface on {function.driver}"
+            )
+        edits = ContainerEdits(
+            net_devices=(
+                NetDeviceEdit(host_interface_name=function.netdevs[0], name=plan.data["interface"]),
+            )
+        )
+        return HostUndo(
+            device=plan.device,
+            family=plan.family,
+            data=plan.data,
+            edits=edits,
+            attributes=plan.attributes,
+        )
+
+    def unprepare(self, undo: HostUndo) -> None:
+        was = _decode("was", undo.data)
+        if was != VfSettings():
+            try:
+                self.netlink.set_vf(undo.data["pf_ifname"], int(undo.data["vf_index"]), was)
+            except OSError as err:
+                raise FamilyError(undo.device, f"could not revert VF settings: {err}") from err
+        if undo.data.get("mode") == "vfio":
+            pci.restore_group(self.root, self.writer, undo)
+            return
+        address = undo.data["address"]
+        vfio.restore_driver(
+            self.root,
+            self.writer,
+            undo.device,
+            address,
+            undo.data.get(f"driver/{address}") or None,
+            undo.data.get(f"override/{address}") or None,
+        )
+
+    def healthy(self, device: Device) -> bool:
+        return self.root.exists(f"/sys/bus/pci/devices/{device.params.get('address', '-')}")
+
+
+def _settings(device: str, config: Mapping[str, Any]) -> VfSettings:
+    mac, vlan, trust = config.get("mac"), config.get("vlan"), config.get("trust")
+    if mac is not None and (not isinstance(mac, str) or not _MAC.match(mac.lower())):
+        raise FamilyError(device, f"mac {mac!r} is not a MAC address like 52:54:00:12:34:56")
+    if vlan is not None and (
+        not isinstance(vlan, int) or isinstance(vlan, bool) or not 0 <= vlan <= 4095
+    ):
+        raise FamilyError(device, f"vlan {vlan!r} is not a number from 0 to 4095")
+    if trust is not None and not isinstance(trust, bool):
+        raise FamilyError(device, f"trust {trust!r} is not true or false")
+    return VfSettings(mac=mac.lower() if isinstance(mac, str) else None, vlan=vlan, trust=trust)
+
+
+def _encode(prefix: str, settings: VfSettings) -> dict[str, str]:
+    out = {}
+    if settings.mac is not None:
+        out[f"{prefix}.mac"] = settings.mac
+    if settings.vlan is not None:
+        out[f"{prefix}.vlan"] = str(settings.vlan)
+    if settings.trust is not None:
+        out[f"{prefix}.trust"] = "true" if settings.trust else "false"
+    return out
+
+
+def _decode(prefix: str, data: Mapping[str, str]) -> VfSettings:
+    mac = data.get(f"{prefix}.mac")
+    vlan = data.get(f"{prefix}.vlan")
+    trust = data.get(f"{prefix}.trust")
+    return VfSettings(
+        mac=mac,
+        vlan=int(vlan) if vlan is not None else None,
+        trust=None if trust is None else trust == "true",
+    )

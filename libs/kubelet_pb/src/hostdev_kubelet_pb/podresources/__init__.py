@@ -1,0 +1,1 @@
+"""Generated kubelet gRPC code: hostdev_kubelet_pb.podresources."""

@@ -1,0 +1,208 @@
+"""The steps every prepare shares, claims and device-plugin allocations alike: reserve, apply, write, undo."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+import msgspec
+from opentelemetry import trace
+
+from hostdev_bus import Bus, BusError, KvStore, RemoteError
+from hostdev_cdi import CdiError
+from hostdev_events import subjects
+from hostdev_events.alloc import (
+    DeviceWant,
+    Released,
+    ReleaseDevices,
+    Reserved,
+    ReserveDevices,
+)
+from hostdev_events.cdi import CdiSpecsRemoved, CdiSpecsWritten, RemoveCdiSpecs, WriteCdiSpecs
+from hostdev_events.claims import ClaimRef
+from hostdev_events.inventory import Device
+from hostdev_events.state import Checkpoint, ClaimStep
+from hostdev_families import Family, FamilyError
+from hostdev_kube import KubeError, ResourceClaim
+from hostdev_preparer import machine
+from hostdev_preparer.inventory import InventoryView
+from hostdev_preparer.locks import KeyedLocks
+from hostdev_runtime import telemetry
+from hostdev_runtime.clock import Clock
+
+logger = logging.getLogger(__name__)
+tracer = trace.get_tracer("hostdev_preparer")
+
+# Upper bound for one hop when the kubelet's deadline is far away (it allows 45 s).
+MAX_HOP_SECONDS = 10.0
+
+
+class ClaimReader(Protocol):
+    """Reads ResourceClaims from the API server."""
+
+    async def get_claim(self, namespace: str, name: str) -> ResourceClaim:
+        """The claim; raises hostdev_kube.NotFound or KubeError."""
+        ...
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Deps:
+    """What the handlers use; built in app.run, never here."""
+
+    node: str
+    driver: str
+    bus: Bus
+    checkpoints: KvStore[Checkpoint]
+    inventory: InventoryView
+    claims: ClaimReader
+    families: Mapping[str, Family]
+    clock: Clock
+    locks: KeyedLocks
+    device_metadata: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One claim within one kubelet call, with the call's deadline."""
+
+    claim: ClaimRef
+    deps: Deps
+    deadline: float
+
+    @property
+    def key(self) -> str:
+        return subjects.checkpoint_key(self.deps.node, self.claim.uid)
+
+    def hop(self) -> float:
+        left = self.deadline - self.deps.clock.monotonic()
+        if left <= 0:
+            raise machine.ClaimRejected("the kubelet's deadline passed")
+        return min(left, MAX_HOP_SECONDS)
+
+    def family(self, name: str) -> Family:
+        family = self.deps.families.get(name)
+        if family is None:
+            raise machine.ClaimRejected(f"device family {name!r} is not enabled on this node")
+        return family
+
+
+def failure(call: Call, err: Exception) -> str:
+    """The error text a kubelet sees for a failed claim; unexpected errors are logged."""
+    if isinstance(err, RemoteError):
+        return err.detail
+    if isinstance(err, machine.ClaimRejected | FamilyError | CdiError | KubeError | BusError):
+        return str(err)
+    logger.exception("claim failed", extra={telemetry.ATTR_CLAIM_UID: call.claim.uid})
+    return f"internal error: {type(err).__name__}: {err}"
+
+
+async def inventory_device(call: Call, name: str) -> Device:
+    device = await call.deps.inventory.device(name)
+    if device is None:
+        raise machine.ClaimRejected(f"device {name} is not in the inventory of {call.deps.node}")
+    if not device.healthy:
+        raise machine.ClaimRejected(f"device {name} is unhealthy")
+    return device
+
+
+async def complete(
+    call: Call, checkpoint: Checkpoint, revision: int, *, metadata: bool = True
+) -> Checkpoint:
+    """Reserve, apply, write specs, record the outcome; on failure undo everything.
+
+    Returns the completed checkpoint: its outcome for the kubelet, its applied plans
+    (with their final edits) for the device-plugin path.
+    """
+    deps = call.deps
+    uid = call.claim.uid
+    wanted = wants(checkpoint)
+    try:
+        with tracer.start_as_current_span("reserve devices"):
+            await deps.bus.request(
+                subjects.alloc_reserve(deps.node),
+                ReserveDevices(owner=uid, devices=wanted),
+                Reserved,
+                call.hop(),
+            )
+        applied = []
+        for plan in checkpoint.undo:
+            with tracer.start_as_current_span(
+                "host actions", attributes={telemetry.ATTR_DEVICE: plan.device}
+            ):
+                applied.append(await asyncio.to_thread(call.family(plan.family).apply, plan))
+        spec = machine.claim_spec(deps.driver, uid, applied)
+        items = (
+            machine.metadata_items(deps.driver, checkpoint, applied)
+            if deps.device_metadata and metadata
+            else ()
+        )
+        with tracer.start_as_current_span("write CDI spec"):
+            specs = tuple(msgspec.Raw(s) for s in machine.encoded_specs(spec))
+            if specs or items:
+                await deps.bus.request(
+                    subjects.cdi_write(deps.node),
+                    WriteCdiSpecs(owner=uid, specs=specs, metadata=items),
+                    CdiSpecsWritten,
+                    call.hop(),
+                )
+        result = machine.outcome(
+            deps.driver, uid, checkpoint.devices, spec, frozenset(i.request for i in items)
+        )
+        done = msgspec.structs.replace(
+            checkpoint, step=ClaimStep.COMPLETED, undo=tuple(applied), outcome=result
+        )
+        await deps.checkpoints.update(call.key, done, last=revision)
+    except Exception:
+        await rollback(call, checkpoint, revision)
+        raise
+    logger.info("claim prepared", extra={telemetry.ATTR_CLAIM_UID: uid})
+    return done
+
+
+def wants(checkpoint: Checkpoint) -> tuple[DeviceWant, ...]:
+    wants = {
+        d.device: DeviceWant(
+            device=d.device, shareable=d.shareable, consumes=d.consumes, also_holds=d.also_holds
+        )
+        for d in checkpoint.devices
+    }
+    return tuple(wants.values())
+
+
+async def rollback(call: Call, checkpoint: Checkpoint, revision: int) -> None:
+    """Undo a failed prepare; if even that fails the checkpoint stays for the next call."""
+    try:
+        await undo(call, checkpoint, revision)
+    except Exception:
+        logger.exception("rollback failed", extra={telemetry.ATTR_CLAIM_UID: call.claim.uid})
+
+
+async def undo(call: Call, checkpoint: Checkpoint, revision: int) -> None:
+    """Remove specs, undo host actions in reverse, release devices, drop the checkpoint."""
+    deps = call.deps
+    uid = call.claim.uid
+    if checkpoint.step != ClaimStep.UNPREPARING:
+        checkpoint = msgspec.structs.replace(checkpoint, step=ClaimStep.UNPREPARING)
+        revision = await deps.checkpoints.update(call.key, checkpoint, last=revision)
+    with tracer.start_as_current_span("remove CDI spec"):
+        await deps.bus.request(
+            subjects.cdi_remove(deps.node), RemoveCdiSpecs(owner=uid), CdiSpecsRemoved, call.hop()
+        )
+    for plan in reversed(checkpoint.undo):
+        with tracer.start_as_current_span(
+            "undo host actions", attributes={telemetry.ATTR_DEVICE: plan.device}
+        ):
+            await asyncio.to_thread(call.family(plan.family).unprepare, plan)
+    with tracer.start_as_current_span("release devices"):
+        await deps.bus.request(
+            subjects.alloc_release(deps.node),
+            ReleaseDevices(
+                owner=uid, devices=tuple(sorted({d.device for d in checkpoint.devices}))
+            ),
+            Released,
+            call.hop(),
+        )
+    await deps.checkpoints.delete(call.key, last=revision)
