@@ -56,15 +56,9 @@ RUN --mount=type=cache,target=/root/.cache/uv \
 # base: the slim interpreter (same image as the builder, so the venv's python link resolves),
 # the service user, and no compilers, no uv, no source tree.
 FROM ${PYTHON_IMAGE} AS base
-# The kubelet and CDI directories exist in the image owned by the service user so that
-# compose's named volumes, which copy the ownership of the directory they cover, start out
-# writable for it. In Kubernetes hostPath volumes cover them.
 RUN groupadd --system --gid 10001 hostdev \
     && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \
-        --shell /usr/sbin/nologin hostdev \
-    && install -d -o 10001 -g 10001 \
-        /var/lib/kubelet/plugins /var/lib/kubelet/plugins_registry \
-        /var/lib/kubelet/device-plugins /run/cdi
+        --shell /usr/sbin/nologin hostdev
 ENV PATH=/opt/venv/bin:${PATH} \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1

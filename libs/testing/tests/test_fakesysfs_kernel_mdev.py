@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from hostdev_sysfs import HostRoot
-from hostdev_testing.fakesysfs import FakeKernel, SampleHost, acceptance_host, snapshot
+from hostdev_testing.fakesysfs import FakeKernel, FakeSysfs, MdevType, snapshot
 
 TYPES = "/sys/class/mdev_bus/0000:00:02.0/mdev_supported_types"
 V5_4 = f"{TYPES}/i915-GVTg_V5_4"
@@ -21,21 +21,32 @@ UUIDS = (
 
 
 @pytest.fixture
-def host(tmp_path: Path) -> SampleHost:
-    """The acceptance host in a fresh directory."""
-    return acceptance_host(tmp_path / "host")
+def host(tmp_path: Path) -> Path:
+    """Just the acceptance host's iGPU with its two GVT-g types: mdev tests need nothing else."""
+    sysfs = FakeSysfs(tmp_path / "host")
+    sysfs.pci(
+        "0000:00:02.0",
+        vendor=0x8086,
+        device=0x3E92,
+        class_code=0x030000,
+        driver="i915",
+        iommu_group=1,
+    )
+    types = [MdevType("i915-GVTg_V5_4", "GVTg_V5_4", 2), MdevType("i915-GVTg_V5_8", "GVTg_V5_8", 4)]
+    sysfs.mdev_parent("0000:00:02.0", types)
+    return sysfs.root
 
 
 @pytest.fixture
-def kernel(host: SampleHost) -> FakeKernel:
-    """A fake kernel over the acceptance host."""
-    return FakeKernel(host.root)
+def kernel(host: Path) -> FakeKernel:
+    """A fake kernel over the host."""
+    return FakeKernel(host)
 
 
 @pytest.fixture
-def root(host: SampleHost) -> HostRoot:
-    """A reader of the acceptance host."""
-    return HostRoot(host.root)
+def root(host: Path) -> HostRoot:
+    """A reader of the host."""
+    return HostRoot(host)
 
 
 def _errno_of(kernel: FakeKernel, host_path: str, data: str) -> int | None:
@@ -113,12 +124,12 @@ def test_upper_case_uuid_is_listed_in_lower_case(kernel: FakeKernel, root: HostR
     assert root.exists(f"/sys/bus/mdev/devices/{UUIDS[0]}")
 
 
-def test_remove_restores_the_tree_exactly(host: SampleHost, kernel: FakeKernel) -> None:
+def test_remove_restores_the_tree_exactly(host: Path, kernel: FakeKernel) -> None:
     """Create then remove leaves the tree as it was, available_instances included."""
-    before = snapshot(host.root)
+    before = snapshot(host)
     kernel.write(f"{V5_4}/create", UUIDS[0])
     kernel.write(f"/sys/bus/mdev/devices/{UUIDS[0]}/remove", "1")
-    assert snapshot(host.root) == before
+    assert snapshot(host) == before
 
 
 def test_remove_frees_a_slot_for_a_new_instance(kernel: FakeKernel, root: HostRoot) -> None:
@@ -142,12 +153,12 @@ def test_busy_mdev_cannot_be_removed_until_released(kernel: FakeKernel, root: Ho
     assert not root.exists(f"/sys/bus/mdev/devices/{UUIDS[0]}")
 
 
-def test_refused_create_makes_nothing(host: SampleHost, kernel: FakeKernel) -> None:
+def test_refused_create_makes_nothing(host: Path, kernel: FakeKernel) -> None:
     """An injected error on create leaves the tree untouched."""
-    before = snapshot(host.root)
+    before = snapshot(host)
     kernel.refuse(f"{V5_4}/create", errno.EIO)
     assert _errno_of(kernel, f"{V5_4}/create", UUIDS[0]) == errno.EIO
-    assert snapshot(host.root) == before
+    assert snapshot(host) == before
 
 
 def test_writing_zero_to_remove_keeps_the_mdev(kernel: FakeKernel, root: HostRoot) -> None:

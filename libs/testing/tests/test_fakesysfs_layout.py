@@ -22,9 +22,15 @@ NVME_DIR = "sys/devices/pci0000:00/0000:00:1c.0/0000:01:00.0"
 VF_PARENT = "sys/devices/pci0000:3a/0000:3a:00.0"
 
 
+@pytest.fixture(scope="module")
+def host(tmp_path_factory: pytest.TempPathFactory) -> SampleHost:
+    """The acceptance host, shared by the tests that only read it."""
+    return acceptance_host(tmp_path_factory.mktemp("host"))
+
+
 @pytest.fixture
-def host(tmp_path: Path) -> SampleHost:
-    """The acceptance host in a fresh directory."""
+def fresh_host(tmp_path: Path) -> SampleHost:
+    """The acceptance host for a test that changes it."""
     return acceptance_host(tmp_path / "host")
 
 
@@ -240,10 +246,10 @@ def test_host_has_the_vm_device_nodes(host: SampleHost) -> None:
     assert (host.root / "sys/class/iommu/dmar0").is_dir()
 
 
-def test_remove_pci_drops_the_function_and_every_link_to_it(host: SampleHost) -> None:
+def test_remove_pci_drops_the_function_and_every_link_to_it(fresh_host: SampleHost) -> None:
     """Hot-unplugging a VF removes its directory, bus and driver links, group and group node."""
-    host.sysfs.remove_pci("0000:3b:02.0")
-    picture = snapshot(host.root)
+    fresh_host.sysfs.remove_pci("0000:3b:02.0")
+    picture = snapshot(fresh_host.root)
     assert not any(
         "0000:3b:02.0" in key or "0000:3b:02.0" in value for key, value in picture.items()
     )
@@ -253,10 +259,10 @@ def test_remove_pci_drops_the_function_and_every_link_to_it(host: SampleHost) ->
     assert "dev/vfio/42" in picture
 
 
-def test_remove_pci_of_a_shared_group_member_keeps_the_group(host: SampleHost) -> None:
+def test_remove_pci_of_a_shared_group_member_keeps_the_group(fresh_host: SampleHost) -> None:
     """Removing one of two functions of a group leaves the group with the other."""
-    host.sysfs.remove_pci("0000:01:00.1")
-    assert os.listdir(host.root / "sys/kernel/iommu_groups/12/devices") == ["0000:01:00.0"]
+    fresh_host.sysfs.remove_pci("0000:01:00.1")
+    assert os.listdir(fresh_host.root / "sys/kernel/iommu_groups/12/devices") == ["0000:01:00.0"]
 
 
 def test_two_numa_host_splits_identical_functions_across_roots(tmp_path: Path) -> None:

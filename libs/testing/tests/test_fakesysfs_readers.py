@@ -10,9 +10,15 @@ from hostdev_sysfs import HostRoot, list_usb, read_function
 from hostdev_testing.fakesysfs import FakeKernel, SampleHost, acceptance_host
 
 
+@pytest.fixture(scope="module")
+def host(tmp_path_factory: pytest.TempPathFactory) -> SampleHost:
+    """The acceptance host, shared by the tests that only read it."""
+    return acceptance_host(tmp_path_factory.mktemp("host"))
+
+
 @pytest.fixture
-def host(tmp_path: Path) -> SampleHost:
-    """The acceptance host in a fresh directory."""
+def fresh_host(tmp_path: Path) -> SampleHost:
+    """The acceptance host for a test that changes it."""
     return acceptance_host(tmp_path / "host")
 
 
@@ -31,13 +37,13 @@ def test_read_function_sees_the_pf_with_its_vfs_and_netdev(host: SampleHost) -> 
     assert (pf.total_vfs, pf.netdevs) == (64, ("ens1f0",))
 
 
-def test_read_function_follows_a_kernel_rebind(host: SampleHost) -> None:
+def test_read_function_follows_a_kernel_rebind(fresh_host: SampleHost) -> None:
     """After the fake kernel moves the NVMe to vfio-pci, the reader sees the new driver."""
-    kernel = FakeKernel(host.root)
-    kernel.write(f"/sys/bus/pci/devices/{host.nvme}/driver/unbind", host.nvme)
-    kernel.write(f"/sys/bus/pci/devices/{host.nvme}/driver_override", "vfio-pci")
-    kernel.write("/sys/bus/pci/drivers/vfio-pci/bind", host.nvme)
-    nvme = read_function(HostRoot(host.root), host.nvme)
+    kernel = FakeKernel(fresh_host.root)
+    kernel.write(f"/sys/bus/pci/devices/{fresh_host.nvme}/driver/unbind", fresh_host.nvme)
+    kernel.write(f"/sys/bus/pci/devices/{fresh_host.nvme}/driver_override", "vfio-pci")
+    kernel.write("/sys/bus/pci/drivers/vfio-pci/bind", fresh_host.nvme)
+    nvme = read_function(HostRoot(fresh_host.root), fresh_host.nvme)
     assert (nvme.driver, nvme.iommu_group, nvme.pcie_root) == ("vfio-pci", 12, "pci0000:00")
 
 

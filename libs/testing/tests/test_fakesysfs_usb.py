@@ -12,9 +12,15 @@ from hostdev_testing.fakesysfs import FakeSysfs, SampleHost, acceptance_host, sn
 XHCI = "sys/devices/pci0000:00/0000:00:14.0"
 
 
+@pytest.fixture(scope="module")
+def host(tmp_path_factory: pytest.TempPathFactory) -> SampleHost:
+    """The acceptance host, shared by the tests that only read it."""
+    return acceptance_host(tmp_path_factory.mktemp("host"))
+
+
 @pytest.fixture
-def host(tmp_path: Path) -> SampleHost:
-    """The acceptance host in a fresh directory."""
+def fresh_host(tmp_path: Path) -> SampleHost:
+    """The acceptance host for a test that changes it."""
     return acceptance_host(tmp_path / "host")
 
 
@@ -57,10 +63,10 @@ def test_identical_sticks_differ_only_by_serial(host: SampleHost) -> None:
     assert (first / "serial").read_text() != (second / "serial").read_text()
 
 
-def test_unplug_removes_device_links_and_node(host: SampleHost) -> None:
+def test_unplug_removes_device_links_and_node(fresh_host: SampleHost) -> None:
     """After unplug nothing in the tree mentions the port or its usbfs node."""
-    host.sysfs.unplug_usb("2-3")
-    picture = snapshot(host.root)
+    fresh_host.sysfs.unplug_usb("2-3")
+    picture = snapshot(fresh_host.root)
     assert not any("2-3" in key or "2-3" in value for key, value in picture.items())
     assert "dev/bus/usb/002/004" not in picture
     assert "dev/bus/usb/002/005" in picture

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Protocol, TypeVar
 
 import nats
@@ -68,7 +69,12 @@ def decode_reply(subject: str, data: bytes, reply: type[R]) -> R:
     return decoded
 
 
-async def connect(url: str, name: str) -> NatsClient:
+async def connect(
+    url: str,
+    name: str,
+    on_disconnect: Callable[[], None] | None = None,
+    on_reconnect: Callable[[], None] | None = None,
+) -> NatsClient:
     """Connect to NATS, reconnecting forever: a node's leaf may restart under us."""
 
     async def on_error(err: Exception) -> None:
@@ -76,9 +82,13 @@ async def connect(url: str, name: str) -> NatsClient:
 
     async def on_disconnected() -> None:
         logger.warning("nats disconnected")
+        if on_disconnect is not None:
+            on_disconnect()
 
     async def on_reconnected() -> None:
         logger.info("nats reconnected")
+        if on_reconnect is not None:
+            on_reconnect()
 
     return await nats.connect(
         url,

@@ -63,6 +63,17 @@ class Hold(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
 
 
 COUNTER_ENTRY_PREFIX = "counters-"
+GROUP_ENTRY_PREFIX = "iommu-group-"
+
+
+def group_entry(group: int) -> str:
+    """The ledger entry that keeps one IOMMU group with one owner."""
+    return f"{GROUP_ENTRY_PREFIX}{group}"
+
+
+def is_device_entry(entry: str) -> bool:
+    """Whether a ledger entry names a device (not a group or a counter set)."""
+    return not entry.startswith((GROUP_ENTRY_PREFIX, COUNTER_ENTRY_PREFIX))
 
 
 def counter_entry(counter_set: str) -> str:

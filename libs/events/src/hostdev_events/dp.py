@@ -14,6 +14,7 @@ from hostdev_events.base import Message
 from hostdev_events.inventory import Attribute, ContainerEdits
 
 _NOT_KEY = re.compile(r"[^-a-zA-Z0-9]+")
+OWNER_PREFIX = "dp_"  # every device-plugin owner starts so; claim UIDs never do
 
 
 class DpAllocation(msgspec.Struct, frozen=True, kw_only=True):
@@ -76,11 +77,21 @@ class Allocations(Message, frozen=True, tag="dp.allocations.v1"):
     ids: tuple[str, ...]
 
 
+class ReconcileAllocations(Message, frozen=True, tag="dp.reconcile.v1"):
+    """Compare prepared device-plugin IDs with the kubelet's pod-resources now."""
+
+
+class Reconciled(Message, frozen=True, tag="dp.reconciled.v1"):
+    """IDs released per resource by this pass."""
+
+    released: dict[str, tuple[str, ...]]
+
+
 def owner(resource: str, device_id: str) -> str:
     """The ledger and checkpoint owner of one device-plugin ID (a KV- and file-safe name)."""
-    return f"dp_{_NOT_KEY.sub('-', resource)}_{_NOT_KEY.sub('-', device_id)}"
+    return f"{owner_prefix(resource)}{_NOT_KEY.sub('-', device_id)}"
 
 
 def owner_prefix(resource: str) -> str:
     """What every owner of `resource` starts with."""
-    return f"dp_{_NOT_KEY.sub('-', resource)}_"
+    return f"{OWNER_PREFIX}{_NOT_KEY.sub('-', resource)}_"

@@ -76,6 +76,7 @@ class Device(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     capacity: dict[str, str] = {}
     shareable: bool = False
     healthy: bool = True
+    health_message: str = ""  # why it is unhealthy, for operators and the kubelet
     edits: ContainerEdits = ContainerEdits()
     params: dict[str, str] = {}
     consumes: tuple[CounterUse, ...] = ()
@@ -101,3 +102,18 @@ class InventorySnapshot(Message, frozen=True, tag="inventory.snapshot.v1"):
 
     node: str
     devices: tuple[Device, ...]
+
+
+class HealthChange(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """A device whose health changed, after debouncing."""
+
+    device: str
+    healthy: bool
+    message: str = ""
+
+
+class HealthChanged(Message, frozen=True, tag="health.changed.v1"):
+    """Devices of the node became healthy or unhealthy."""
+
+    node: str
+    changes: tuple[HealthChange, ...]

@@ -135,3 +135,8 @@ def dp_list(node: str) -> str:
 def alloc_prefer(node: str) -> str:
     """Command: choose device-plugin IDs with locality in mind (gateway -> allocator)."""
     return _node_subject(node, "alloc.prefer")
+
+
+def dp_reconcile(node: str) -> str:
+    """Command: reconcile device-plugin allocations with pod-resources now (anyone -> gateway)."""
+    return _node_subject(node, "dp.reconcile")

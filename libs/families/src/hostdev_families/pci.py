@@ -6,6 +6,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from hostdev_events.alloc import group_entry
 from hostdev_events.inventory import Attribute, Device
 from hostdev_events.state import HostUndo
 from hostdev_families import pciattrs, vfio
@@ -69,7 +70,7 @@ class PciFamily:
             attributes=attributes,
             edits=pciattrs.vfio_edits(self.root, function.iommu_group),
             params={"address": function.address, "group": str(function.iommu_group)},
-            also_holds=(pciattrs.group_entry(function.iommu_group),),
+            also_holds=(group_entry(function.iommu_group),),
         )
 
     def plan(self, device: Device, claim_uid: str, config: Mapping[str, Any]) -> HostUndo:

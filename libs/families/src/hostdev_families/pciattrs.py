@@ -73,8 +73,3 @@ def vfio_edits(root: HostRoot, group: int) -> ContainerEdits:
             for path in ("/dev/vfio/vfio", f"/dev/vfio/{group}")
         )
     )
-
-
-def group_entry(group: int) -> str:
-    """The ledger entry that keeps one IOMMU group with one claim."""
-    return f"iommu-group-{group}"

@@ -6,6 +6,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from hostdev_events.alloc import group_entry
 from hostdev_events.inventory import Attribute, ContainerEdits, Device, NetDeviceEdit
 from hostdev_events.state import HostUndo
 from hostdev_families import pci, pciattrs, vfio
@@ -91,7 +92,7 @@ class SriovFamily:
         if group is not None:
             params["group"] = str(group)
             edits = pciattrs.vfio_edits(self.root, group)
-            also = (pciattrs.group_entry(group),)
+            also = (group_entry(group),)
         return Device(
             name=pciattrs.pci_name("vf", address),
             family=FAMILY,

@@ -24,8 +24,10 @@ from hostdev_bus.errors import BusError
 from hostdev_events import subjects
 from hostdev_events.base import ErrorCode, ErrorReply, Message
 from hostdev_events.service import ServiceReady
-from hostdev_runtime import telemetry
+from hostdev_runtime import http, telemetry
 from hostdev_runtime.errors import HandlerError
+from hostdev_runtime.http import Readiness
+from hostdev_runtime.metrics import Metrics
 from hostdev_runtime.settings import CommonSettings
 
 logger = logging.getLogger(__name__)
@@ -57,6 +59,8 @@ class ServiceContext:
     stack: contextlib.AsyncExitStack
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     background: list[asyncio.Task[None]] = field(default_factory=list)
+    metrics: Metrics = field(default_factory=Metrics)
+    readiness: Readiness = field(default_factory=Readiness)
 
     def spawn(self, work: Coroutine[Any, Any, None]) -> None:
         """Run background work for the life of the service; it is cancelled on stop."""
@@ -87,7 +91,7 @@ async def handle(route: Route[M], msg: Msg) -> Message | None:
         return ErrorReply(code=ErrorCode.INTERNAL, detail=f"{type(err).__name__}: {err}")
 
 
-async def _dispatch(route: Route[Any], msg: Msg) -> None:
+async def _dispatch(route: Route[Any], msg: Msg, metrics: Metrics) -> None:
     started = time.perf_counter()
     attributes = {
         telemetry.ATTR_MESSAGING_SYSTEM: "nats",
@@ -106,12 +110,15 @@ async def _dispatch(route: Route[Any], msg: Msg) -> None:
         if msg.reply and reply is not None:
             with contextlib.suppress(Exception):  # the requester may be gone; nothing to undo
                 await msg.respond(codec.encode(reply))
+        elapsed = time.perf_counter() - started
+        metrics.handled.labels(route.subject, str(outcome)).inc()
+        metrics.handle_seconds.labels(route.subject).observe(elapsed)
         logger.info(
             "handled",
             extra={
                 "subject": route.subject,
                 "outcome": str(outcome),
-                "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+                "duration_ms": round(elapsed * 1000, 3),
             },
         )
 
@@ -131,7 +138,7 @@ async def serve(
     def subscriber(route: Route[Any]) -> Callable[[Msg], Awaitable[None]]:
         async def on_message(msg: Msg) -> None:
             await limiter.acquire()  # back-pressure: stop reading while saturated
-            task = ctx.tasks.create_task(_dispatch(route, msg))
+            task = ctx.tasks.create_task(_dispatch(route, msg, ctx.metrics))
             in_flight.add(task)
             task.add_done_callback(finished)
 
@@ -168,7 +175,13 @@ async def run_service(
     run as tasks in tests) setting that event does.
     """
     loop = asyncio.get_running_loop()
-    nc = await connect(settings.nats_url, name=f"{service}@{settings.node_name}")
+    metrics = Metrics()
+    nc = await connect(
+        settings.nats_url,
+        name=f"{service}@{settings.node_name}",
+        on_disconnect=metrics.nats_disconnects.inc,
+        on_reconnect=metrics.nats_reconnects.inc,
+    )
     try:
         async with contextlib.AsyncExitStack() as stack, asyncio.TaskGroup() as tasks:
             ctx = ServiceContext(
@@ -180,7 +193,12 @@ async def run_service(
                 tasks=tasks,
                 stack=stack,
                 stopping=stopping or asyncio.Event(),
+                metrics=metrics,
             )
+            ctx.readiness.add("nats", lambda: nc.is_connected)
+            if settings.http_port:
+                runner = await http.serve(ctx.readiness, metrics.registry, settings.http_port)
+                stack.push_async_callback(runner.cleanup)
             if stopping is None:
                 for sig in (signal.SIGTERM, signal.SIGINT):
                     loop.add_signal_handler(sig, ctx.stopping.set)

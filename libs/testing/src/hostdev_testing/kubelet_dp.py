@@ -5,28 +5,28 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import os
-import stat
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, NoReturn, TypeVar
+from typing import Any, NoReturn
 
 import grpc
 import grpc.aio
 
 from hostdev_kubelet_pb.deviceplugin.v1beta1 import api_pb2 as dp_pb
 from hostdev_kubelet_pb.deviceplugin.v1beta1 import api_pb2_grpc as dp_grpc
-from hostdev_kubelet_pb.podresources.v1 import api_pb2_grpc as pr_grpc
+from hostdev_testing.kubelet_dp_plugin import (
+    DpPluginConnection,
+    PluginUnreachableError,
+    dial_plugin,
+)
 from hostdev_testing.kubelet_dp_types import (
     CALL_TIMEOUT,
     CHECKPOINT_FILE,
-    DEVICE_PLUGIN_SERVICE,
     DIAL_TIMEOUT,
     DP_VERSION,
     HEALTHY,
     KUBELET_SOCKET,
-    PRE_START_TIMEOUT,
     UNHEALTHY,
     AllocateResult,
     DeviceSpec,
@@ -39,10 +39,11 @@ from hostdev_testing.kubelet_dp_types import (
     OptionNotAdvertisedError,
     endpoint_problem,
     extended_resource_name_problem,
+    remove_sockets,
 )
 from hostdev_testing.kubelet_podresources import (
     DeviceAssignment,
-    PodResourcesLister,
+    PodResourcesServer,
     PodResourcesTable,
 )
 from hostdev_testing.kubelet_types import PluginCallError, PluginNotRegisteredError
@@ -55,8 +56,8 @@ __all__ = [
     "UNHEALTHY",
     "AllocateResult",
     "DeviceAssignment",
-    "DeviceSpec",
     "DevicePluginKubelet",
+    "DeviceSpec",
     "DpDevice",
     "DpOptions",
     "DpRegistration",
@@ -71,25 +72,6 @@ __all__ = [
 ]
 
 _log = logging.getLogger(__name__)
-_T = TypeVar("_T")
-
-
-class _Plugin:
-    """The kubelet's connection to one registered plugin instance and its ListAndWatch stream."""
-
-    def __init__(self, registration: DpRegistration, channel: grpc.aio.Channel) -> None:
-        self.registration = registration
-        self.channel = channel
-        self.stub: dp_grpc.DevicePluginAsyncStub = dp_grpc.DevicePluginStub(channel)
-        self.watch: asyncio.Task[None] | None = None
-        self.stream_open = False
-
-    async def close(self) -> None:
-        if self.watch is not None:
-            self.watch.cancel()
-            # asyncio.wait neither raises the task's CancelledError nor swallows our own.
-            await asyncio.wait({self.watch})
-        await self.channel.close()
 
 
 class _Registration(dp_grpc.RegistrationServicer):
@@ -129,10 +111,9 @@ class DevicePluginKubelet:
         self.dial_timeout = dial_timeout
         self.call_timeout = call_timeout
         self.pod_resources = PodResourcesTable()
+        self._pr_server = PodResourcesServer(self.pod_resources)
         self._server: grpc.aio.Server | None = None
-        self._pr_server: grpc.aio.Server | None = None
-        self._pr_path: Path | None = None
-        self._plugins: dict[str, _Plugin] = {}
+        self._plugins: dict[str, DpPluginConnection] = {}
         self._devices: dict[str, tuple[DpDevice, ...]] = {}
         self._history: list[DpRegistration] = []
         self._rejections: list[DpRejection] = []
@@ -175,7 +156,8 @@ class DevicePluginKubelet:
         if self._server is not None:
             return
         self.dir.mkdir(mode=0o750, parents=True, exist_ok=True)
-        self._wipe_sockets()
+        for removed in remove_sockets(self.dir, keep=CHECKPOINT_FILE):
+            _log.debug("device-plugin kubelet: removed socket %s", removed)
         server = grpc.aio.server()
         dp_grpc.add_RegistrationServicer_to_server(_Registration(self._register), server)
         server.add_insecure_port(f"unix:{self.socket_path}")
@@ -191,11 +173,11 @@ class DevicePluginKubelet:
         """
         self._check_open()
         await self._stop()
-        pr_path = self._pr_path
-        await self._stop_pod_resources()
+        pr_path = self._pr_server.path
+        await self._pr_server.stop()
         await self.start()
         if pr_path is not None:
-            await self.serve_pod_resources(pr_path)
+            await self._pr_server.start(pr_path)
 
     async def close(self) -> None:
         """Stop serving and drop every plugin connection."""
@@ -203,7 +185,7 @@ class DevicePluginKubelet:
             return
         self._closed = True
         await self._stop()
-        await self._stop_pod_resources()
+        await self._pr_server.stop()
 
     async def __aenter__(self) -> DevicePluginKubelet:
         await self.start()
@@ -259,17 +241,9 @@ class DevicePluginKubelet:
         devices, as the kubelet never offers others; pass strict=False to send anything.
         """
         plugin = self._plugin(resource)
-        ids = list(device_ids)
         if strict:
-            self._check_allocatable(resource, ids)
-        method = f"/{DEVICE_PLUGIN_SERVICE}/Allocate"
-        request = dp_pb.AllocateRequest(
-            container_requests=[dp_pb.ContainerAllocateRequest(devices_ids=ids)]
-        )
-        response = await _call(method, plugin.stub.Allocate(request, timeout=self.call_timeout))
-        if not response.container_responses:
-            raise InvalidPluginResponseError(method, "no container response")
-        return AllocateResult.from_pb(response.container_responses[0])
+            self._check_allocatable(resource, list(device_ids))
+        return await plugin.allocate(device_ids)
 
     async def preferred_allocation(
         self,
@@ -278,52 +252,17 @@ class DevicePluginKubelet:
         must_include: Sequence[str],
         size: int,
     ) -> list[str]:
-        """Call GetPreferredAllocation; only for plugins that advertised it, like the kubelet."""
-        plugin = self._plugin(resource)
-        if not plugin.registration.options.get_preferred_allocation_available:
-            raise OptionNotAdvertisedError(resource, "get_preferred_allocation_available")
-        method = f"/{DEVICE_PLUGIN_SERVICE}/GetPreferredAllocation"
-        request = dp_pb.PreferredAllocationRequest(
-            container_requests=[
-                dp_pb.ContainerPreferredAllocationRequest(
-                    available_deviceIDs=list(available),
-                    must_include_deviceIDs=list(must_include),
-                    allocation_size=size,
-                )
-            ]
-        )
-        response = await _call(
-            method, plugin.stub.GetPreferredAllocation(request, timeout=self.call_timeout)
-        )
-        if not response.container_responses:
-            raise InvalidPluginResponseError(method, "no container response")
-        return list(response.container_responses[0].deviceIDs)
+        """Call GetPreferredAllocation; raises OptionNotAdvertisedError, like the kubelet skips it."""
+        return await self._plugin(resource).preferred_allocation(available, must_include, size)
 
     async def pre_start(self, resource: str, device_ids: Sequence[str]) -> None:
-        """Call PreStartContainer; only for plugins that require it, like the kubelet."""
-        plugin = self._plugin(resource)
-        if not plugin.registration.options.pre_start_required:
-            raise OptionNotAdvertisedError(resource, "pre_start_required")
-        method = f"/{DEVICE_PLUGIN_SERVICE}/PreStartContainer"
-        request = dp_pb.PreStartContainerRequest(devices_ids=list(device_ids))
-        await _call(method, plugin.stub.PreStartContainer(request, timeout=PRE_START_TIMEOUT))
+        """Call PreStartContainer; raises OptionNotAdvertisedError unless the plugin requires it."""
+        await self._plugin(resource).pre_start(device_ids)
 
     async def serve_pod_resources(self, path: Path) -> None:
         """Serve v1.PodResourcesLister on a unix socket at path, answered from pod_resources."""
         self._check_open()
-        if self._pr_server is not None:
-            raise RuntimeError(f"pod resources are already served on {self._pr_path}")
-        path = Path(path).absolute()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if path.is_socket():
-            path.unlink()
-        server = grpc.aio.server()
-        pr_grpc.add_PodResourcesListerServicer_to_server(
-            PodResourcesLister(self.pod_resources), server
-        )
-        server.add_insecure_port(f"unix:{path}")
-        await server.start()
-        self._pr_server, self._pr_path = server, path
+        await self._pr_server.start(path)
 
     def assign(
         self, pod: str, namespace: str, container: str, resource: str, device_ids: Iterable[str]
@@ -339,7 +278,7 @@ class DevicePluginKubelet:
         if self._closed:
             raise RuntimeError("DevicePluginKubelet is closed")
 
-    def _plugin(self, resource: str) -> _Plugin:
+    def _plugin(self, resource: str) -> DpPluginConnection:
         plugin = self._plugins.get(resource)
         if plugin is None:
             raise PluginNotRegisteredError(f"no device plugin is registered for {resource}")
@@ -369,20 +308,6 @@ class DevicePluginKubelet:
         async with self._changed:
             self._changed.notify_all()
 
-    def _wipe_sockets(self) -> None:
-        """Delete every socket directly in the directory, as the kubelet's device manager does."""
-        with os.scandir(self.dir) as entries:
-            for entry in entries:
-                if entry.name == CHECKPOINT_FILE:
-                    continue
-                try:
-                    mode = entry.stat(follow_symlinks=False).st_mode
-                except FileNotFoundError:
-                    continue
-                if stat.S_ISSOCK(mode):
-                    Path(entry.path).unlink(missing_ok=True)
-                    _log.debug("device-plugin kubelet: removed socket %s", entry.path)
-
     async def _stop(self) -> None:
         """The kubelet going away: no server, no plugin connections, devices unhealthy."""
         self._epoch += 1
@@ -396,11 +321,6 @@ class DevicePluginKubelet:
         for resource in self._devices:
             self._mark_unhealthy(resource)
         await self._notify()
-
-    async def _stop_pod_resources(self) -> None:
-        if self._pr_server is not None:
-            await self._pr_server.stop(grace=None)
-        self._pr_server, self._pr_path = None, None
 
     def _mark_unhealthy(self, resource: str) -> None:
         self._devices[resource] = tuple(
@@ -436,75 +356,46 @@ class DevicePluginKubelet:
         if problem is not None:
             await reject(grpc.StatusCode.INVALID_ARGUMENT, problem)
 
-        socket = self.dir / endpoint
-        channel = grpc.aio.insecure_channel(f"unix:{socket}")
         try:
-            try:
-                async with asyncio.timeout(self.dial_timeout):
-                    await channel.channel_ready()
-            except TimeoutError:
-                await reject(
-                    grpc.StatusCode.UNAVAILABLE,
-                    f"cannot connect to device plugin socket {socket} within {self.dial_timeout}s",
-                )
-            stub: dp_grpc.DevicePluginAsyncStub = dp_grpc.DevicePluginStub(channel)
-            try:
-                options = await stub.GetDevicePluginOptions(
-                    dp_pb.Empty(), timeout=self.call_timeout
-                )
-            except grpc.aio.AioRpcError as e:
-                await reject(
-                    grpc.StatusCode.UNAVAILABLE,
-                    f"GetDevicePluginOptions failed: {e.code().name}: {e.details()}",
-                )
-            if epoch != self._epoch or self._closed:
-                await reject(grpc.StatusCode.UNAVAILABLE, "the kubelet restarted meanwhile")
-        except BaseException:
+            channel, options = await dial_plugin(
+                self.dir / endpoint, dial_timeout=self.dial_timeout, call_timeout=self.call_timeout
+            )
+        except PluginUnreachableError as e:
+            await reject(grpc.StatusCode.UNAVAILABLE, str(e))
+        if epoch != self._epoch or self._closed:
             await channel.close()
-            raise
+            await reject(grpc.StatusCode.UNAVAILABLE, "the kubelet restarted meanwhile")
 
         registration = DpRegistration(
             resource_name=resource,
             endpoint=endpoint,
-            options=DpOptions.from_pb(options),
+            options=options,
             request_options=(
                 DpOptions.from_pb(request.options) if request.HasField("options") else None
             ),
             sequence=next(self._sequence),
         )
-        plugin = _Plugin(registration, channel)
+        plugin = DpPluginConnection(registration, channel, call_timeout=self.call_timeout)
         old = self._plugins.get(resource)
         self._plugins[resource] = plugin
         self._history.append(registration)
-        plugin.watch = asyncio.create_task(self._watch(plugin), name=f"list-and-watch {resource}")
+        plugin.start_watch(self._on_devices)
         if old is not None:
-            await old.close()
+            # Shielded: a kubelet stop cancelling this call must not leak the old connection.
+            await asyncio.shield(old.close())
         await self._notify()
         return dp_pb.Empty()
 
-    async def _watch(self, plugin: _Plugin) -> None:
-        """Keep the latest device list from the plugin's ListAndWatch stream."""
-        resource = plugin.registration.resource_name
-        call = plugin.stub.ListAndWatch(dp_pb.Empty())
-        plugin.stream_open = True
-        try:
-            async for response in call:
-                if self._plugins.get(resource) is not plugin:
-                    return
-                self._devices[resource] = tuple(DpDevice.from_pb(d) for d in response.devices)
-                await self._notify()
-        except grpc.aio.AioRpcError as e:
-            _log.info("device-plugin kubelet: ListAndWatch of %s failed: %s", resource, e.code())
-        finally:
-            plugin.stream_open = False
-        if self._plugins.get(resource) is plugin:
-            # The kubelet keeps the resource but nothing of it is allocatable any more.
+    async def _on_devices(
+        self, plugin: DpPluginConnection, devices: tuple[DpDevice, ...] | None
+    ) -> None:
+        """Take a ListAndWatch message of the current plugin; None means its stream ended."""
+        resource = plugin.resource_name
+        if self._plugins.get(resource) is not plugin:
+            return
+        if devices is None:
+            # The kubelet keeps the resource, but nothing of it is allocatable any more.
             self._mark_unhealthy(resource)
-            await self._notify()
-
-
-async def _call(method: str, call: Awaitable[_T]) -> _T:
-    try:
-        return await call
-    except grpc.aio.AioRpcError as e:
-        raise PluginCallError(method, e.code(), e.details() or "") from e
+        else:
+            self._devices[resource] = devices
+        await self._notify()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 from typing import TypeVar
 
 import grpc
@@ -18,6 +19,7 @@ from hostdev_testing.kubelet_dp_types import (
     PRE_START_TIMEOUT,
     AllocateResult,
     DpDevice,
+    DpOptions,
     DpRegistration,
     InvalidPluginResponseError,
     OptionNotAdvertisedError,
@@ -29,6 +31,44 @@ _T = TypeVar("_T")
 
 # Called with each complete device list, and with None once the stream has ended by itself.
 DeviceListener = Callable[["DpPluginConnection", tuple[DpDevice, ...] | None], Awaitable[None]]
+
+
+class PluginUnreachableError(Exception):
+    """The kubelet could not connect to a registering plugin or get its options."""
+
+    def __init__(self, socket: Path, reason: str) -> None:
+        super().__init__(f"{socket}: {reason}")
+        self.socket = socket
+        self.reason = reason
+
+
+async def dial_plugin(
+    socket: Path, *, dial_timeout: float, call_timeout: float = CALL_TIMEOUT
+) -> tuple[grpc.aio.Channel, DpOptions]:
+    """Connect like the kubelet (blocking, with a deadline) and call GetDevicePluginOptions.
+
+    Returns the open channel and the options; on any failure the channel is closed.
+    """
+    channel = grpc.aio.insecure_channel(f"unix:{socket}")
+    try:
+        try:
+            async with asyncio.timeout(dial_timeout):
+                await channel.channel_ready()
+        except TimeoutError:
+            raise PluginUnreachableError(
+                socket, f"cannot connect to the device plugin within {dial_timeout}s"
+            ) from None
+        stub: dp_grpc.DevicePluginAsyncStub = dp_grpc.DevicePluginStub(channel)
+        try:
+            options = await stub.GetDevicePluginOptions(dp_pb.Empty(), timeout=call_timeout)
+        except grpc.aio.AioRpcError as e:
+            raise PluginUnreachableError(
+                socket, f"GetDevicePluginOptions failed: {e.code().name}: {e.details()}"
+            ) from e
+    except BaseException:
+        await channel.close()
+        raise
+    return channel, DpOptions.from_pb(options)
 
 
 class DpPluginConnection:

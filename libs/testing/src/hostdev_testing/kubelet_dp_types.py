@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Final
 
 import grpc
@@ -18,9 +21,7 @@ HEALTHY: Final = "Healthy"
 UNHEALTHY: Final = "Unhealthy"
 KUBELET_SOCKET: Final = "kubelet.sock"
 CHECKPOINT_FILE: Final = "kubelet_internal_checkpoint"
-REGISTRATION_SERVICE: Final = "v1beta1.Registration"
 DEVICE_PLUGIN_SERVICE: Final = "v1beta1.DevicePlugin"
-POD_RESOURCES_SERVICE: Final = "v1.PodResourcesLister"
 
 # Kubelet deadlines: the blocking dial of a plugin socket and PreStartContainer.
 DIAL_TIMEOUT: Final = 10.0
@@ -39,10 +40,10 @@ _REQUESTS_PREFIX: Final = "requests."
 def extended_resource_name_problem(name: str) -> str | None:
     """Why name is not a valid extended resource name `<domain>/<name>`, or None if it is.
 
-    Follows the kubelet's check: a qualified name with a DNS-subdomain prefix that is not a
-    Kubernetes domain and still fits when prefixed with "requests." (the quota form). Only
-    the bare k8s.io domain is refused, not its subdomains, so names like
-    hostdev.k8s.io/kvm stay valid as they are for the kubelet.
+    Like the kubelet's check: a qualified name whose prefix is a DNS subdomain outside
+    kubernetes.io, that does not start with "requests." and still fits in the quota form
+    requests.<name>. Stricter in one point: the bare k8s.io domain is refused too (the
+    kubelet accepts it); its subdomains stay valid, as hostdev.k8s.io/kvm is for the kubelet.
     """
     domain, sep, short = name.partition("/")
     if not sep or not domain or not short:
@@ -71,6 +72,23 @@ def endpoint_problem(endpoint: str) -> str | None:
     if endpoint in (".", ".."):
         return f"endpoint {endpoint!r} is not a file name"
     return None
+
+
+def remove_sockets(directory: Path, *, keep: str) -> list[Path]:
+    """Delete every socket directly in directory except the one named keep; return them."""
+    removed: list[Path] = []
+    with os.scandir(directory) as entries:
+        for entry in entries:
+            if entry.name == keep:
+                continue
+            try:
+                mode = entry.stat(follow_symlinks=False).st_mode
+            except FileNotFoundError:
+                continue
+            if stat.S_ISSOCK(mode):
+                Path(entry.path).unlink(missing_ok=True)
+                removed.append(Path(entry.path))
+    return sorted(removed)
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import grpc.aio
@@ -89,3 +90,30 @@ class PodResourcesLister(pr_grpc.PodResourcesListerServicer):
     ) -> pr_pb.ListPodResourcesResponse:
         self.table.list_calls += 1
         return self.table.to_pb()
+
+
+class PodResourcesServer:
+    """A gRPC server for PodResourcesLister on a unix socket; it can be stopped and started again."""
+
+    def __init__(self, table: PodResourcesTable) -> None:
+        self.table = table
+        self._server: grpc.aio.Server | None = None
+        self.path: Path | None = None
+
+    async def start(self, path: Path) -> None:
+        if self._server is not None:
+            raise RuntimeError(f"pod resources are already served on {self.path}")
+        path = Path(path).absolute()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.is_socket():
+            path.unlink()
+        server = grpc.aio.server()
+        pr_grpc.add_PodResourcesListerServicer_to_server(PodResourcesLister(self.table), server)
+        server.add_insecure_port(f"unix:{path}")
+        await server.start()
+        self._server, self.path = server, path
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            await self._server.stop(grace=None)
+        self._server, self.path = None, None

@@ -15,6 +15,7 @@ from hostdev_testing.apiserver import ApiServer
 from hostdev_testing.cluster import Cluster
 from hostdev_testing.fakehost import DEMO_HOST_PATHS, FakeHost, demo_host
 from hostdev_testing.kubelet import KubeletSimulator
+from hostdev_testing.kubelet_dp import DevicePluginKubelet
 from hostdev_testing.nats import NatsServer
 from hostdev_testing.schemas import schemas_dir
 from hostdev_testing.services import NodeConfig, Services, running_services
@@ -92,6 +93,19 @@ async def services(node_config: NodeConfig, cluster: Cluster) -> AsyncIterator[S
     """A handle that starts the node's services; all are stopped after the test."""
     async with running_services(node_config) as handle:
         yield handle
+
+
+@pytest_asyncio.fixture
+async def dp_kubelet(node_config: NodeConfig) -> AsyncIterator[DevicePluginKubelet]:
+    """The kubelet's device manager: kubelet.sock, and the pod-resources API."""
+    simulator = DevicePluginKubelet(node_config.device_plugins_dir)
+    await simulator.start()
+    node_config.pod_resources_socket.parent.mkdir(parents=True, exist_ok=True)
+    await simulator.serve_pod_resources(node_config.pod_resources_socket)
+    try:
+        yield simulator
+    finally:
+        await simulator.close()
 
 
 @pytest_asyncio.fixture

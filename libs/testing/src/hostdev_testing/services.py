@@ -17,7 +17,9 @@ import msgspec
 import nats
 from nats.aio.client import Client as NatsClient
 
+from hostdev_bus import NatsBus
 from hostdev_events import subjects
+from hostdev_events.dp import ReconcileAllocations, Reconciled
 from hostdev_events.service import ServiceReady
 
 MODULES = {
@@ -41,7 +43,10 @@ class NodeConfig:
     root: Path
     workdir: Path
     devices_config: Path
-    rescan_seconds: float = 3600.0  # tests trigger scans themselves
+    scan_seconds: float = 3600.0  # tests that need rescans set a short period
+    debounce_seconds: float = 0.0
+    gone_seconds: float = 0.0
+    taint_unhealthy: bool = False
     pod_resources_seconds: float = 3600.0
 
     @property
@@ -84,7 +89,10 @@ class NodeConfig:
             "HOSTDEV_DEVICE_PLUGINS_DIR": str(self.device_plugins_dir),
             "HOSTDEV_POD_RESOURCES_SOCKET": str(self.pod_resources_socket),
             "HOSTDEV_POD_RESOURCES_SECONDS": str(self.pod_resources_seconds),
-            "HOSTDEV_RESCAN_SECONDS": str(self.rescan_seconds),
+            "HOSTDEV_SCAN_SECONDS": str(self.scan_seconds),
+            "HOSTDEV_DEBOUNCE_SECONDS": str(self.debounce_seconds),
+            "HOSTDEV_GONE_SECONDS": str(self.gone_seconds),
+            "HOSTDEV_TAINT_UNHEALTHY": str(self.taint_unhealthy).lower(),
             "HOSTDEV_LOG_LEVEL": "WARNING",
         }
 
@@ -103,7 +111,20 @@ class Services:
     config: NodeConfig
     nc: NatsClient
     running: dict[str, _Running] = field(default_factory=dict)
+    extra_env: dict[str, str] = field(default_factory=dict)
     _ready: asyncio.Queue[ServiceReady] = field(default_factory=asyncio.Queue)
+
+    def env(self) -> dict[str, str]:
+        """What the services get: the node's settings and the test's extras."""
+        return {**self.config.env(), **self.extra_env}
+
+    async def reconcile_pod_resources(self) -> dict[str, tuple[str, ...]]:
+        """Ask the gateway to compare device-plugin allocations with pod-resources now."""
+        bus = NatsBus(self.nc)
+        reply = await bus.request(
+            subjects.dp_reconcile(self.config.node), ReconcileAllocations(), Reconciled, 10.0
+        )
+        return reply.released
 
     async def _listen(self) -> None:
         decoder = msgspec.json.Decoder(ServiceReady)
@@ -136,7 +157,7 @@ class Services:
         module = MODULES[name]
         app_module = importlib.import_module(f"{module}.app")
         settings_module = importlib.import_module(f"{module}.settings")
-        settings = load_settings(settings_module.Settings, self.config.env())
+        settings = load_settings(settings_module.Settings, self.env())
         stopping = asyncio.Event()
         task = asyncio.create_task(
             run_service(name, settings, app_module.app(settings), stopping), name=name
@@ -145,7 +166,7 @@ class Services:
 
     async def _spawn(self, name: str) -> None:
         log = (self.config.workdir / f"{name}.log").open("ab")
-        env = {**os.environ, **self.config.env()}
+        env = {**os.environ, **self.env()}
         for variable in [v for v in env if v.startswith("OTEL_")]:
             env.pop(variable)
         proc = await asyncio.create_subprocess_exec(

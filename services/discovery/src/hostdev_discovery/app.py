@@ -10,6 +10,7 @@ from typing import Any
 
 from hostdev_bus import NatsKv
 from hostdev_discovery.handlers import on_get_inventory
+from hostdev_discovery.health import HealthTracker
 from hostdev_discovery.inventory import InventoryStore
 from hostdev_discovery.publisher import SlicePublisher
 from hostdev_discovery.scanner import Scanner
@@ -18,6 +19,8 @@ from hostdev_events import subjects
 from hostdev_events.inventory import Device, GetInventory
 from hostdev_families import Pyroute2Netlink, build_families, load_config
 from hostdev_kube import Kube
+from hostdev_runtime.clock import SystemClock
+from hostdev_runtime.metrics import DeviceMetrics
 from hostdev_runtime.runner import App, Route, ServiceContext
 from hostdev_sysfs import HostRoot, ReadOnlyWriter
 
@@ -41,9 +44,21 @@ def app(settings: Settings) -> App:
         if settings.publish_slices:
             kube = await Kube.connect(settings.kube_api_url)
             ctx.stack.push_async_callback(kube.close)
-            publisher = SlicePublisher(kube, node, settings.driver_name)
+            taint = settings.taint_effect if settings.taint_unhealthy else None
+            publisher = SlicePublisher(kube, node, settings.driver_name, taint)
         wake = asyncio.Event()
-        scanner = Scanner(families, store, publisher, settings.rescan_seconds, wake)
+        scanner = Scanner(
+            families=families,
+            store=store,
+            publisher=publisher,
+            period=settings.scan_seconds,
+            wake=wake,
+            health=HealthTracker(settings.debounce_seconds, settings.gone_seconds),
+            bus=ctx.bus,
+            node=node,
+            clock=SystemClock(),
+            metrics=DeviceMetrics(ctx.metrics.registry),
+        )
         # The first scan finishes before the service reports ready, so the inventory
         # and the slices exist by then; later scans run in the background.
         ctx.spawn(scanner.run(ctx.stopping, await scanner.scan_safely()))

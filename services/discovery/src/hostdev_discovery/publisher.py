@@ -22,10 +22,11 @@ _CONFLICT_RETRIES = 3
 class SlicePublisher:
     """Keeps the server's slices of one pool equal to the inventory."""
 
-    def __init__(self, kube: Kube, node: str, driver: str) -> None:
+    def __init__(self, kube: Kube, node: str, driver: str, taint_effect: str | None = None) -> None:
         self.kube = kube
         self.node = node
         self.driver = driver
+        self.taint_effect = taint_effect
         self.pool = Pool(node=node, driver=driver)
         # What this process last wrote, by slice name: a server copy at the same
         # resourceVersion is ours, whatever defaults the server added to it.
@@ -58,6 +59,7 @@ class SlicePublisher:
             generation=int(pool.get("generation", 0)),
             slice_count=int(pool.get("resourceSliceCount", 0)),
             devices=tuple(item.spec.get("devices") or ()),
+            counters=tuple(item.spec.get("sharedCounters") or ()),
         )
 
     async def reconcile(self, devices: Sequence[Device]) -> SlicePlan:
@@ -67,7 +69,9 @@ class SlicePublisher:
             for attempt in range(_CONFLICT_RETRIES):
                 listed = await self.kube.list_slices(self.node, self.driver)
                 self.list_version = listed.metadata.resource_version
-                todo = plan(self.pool, [self._existing(i) for i in listed.items], devices)
+                todo = plan(
+                    self.pool, [self._existing(i) for i in listed.items], devices, self.taint_effect
+                )
                 try:
                     await self._apply(todo)
                 except Conflict:
@@ -105,7 +109,8 @@ class SlicePublisher:
             resource_version=stored.metadata.resource_version,
             generation=pool["generation"],
             slice_count=pool["resourceSliceCount"],
-            devices=tuple(body["spec"]["devices"]),
+            devices=tuple(body["spec"].get("devices", ())),
+            counters=tuple(body["spec"].get("sharedCounters", ())),
         )
 
     async def watch(self, changed: asyncio.Event, stopping: asyncio.Event) -> None:

@@ -5,15 +5,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import Counter
 from dataclasses import dataclass
 
+import msgspec
 from opentelemetry import trace
 
+from hostdev_bus import Bus
+from hostdev_discovery.health import HealthTracker
 from hostdev_discovery.inventory import InventoryStore
 from hostdev_discovery.publisher import SlicePublisher
-from hostdev_events.inventory import Device
+from hostdev_events import subjects
+from hostdev_events.inventory import Device, HealthChange, HealthChanged
 from hostdev_families import Family, discover_all
 from hostdev_kube import KubeError
+from hostdev_runtime import telemetry
+from hostdev_runtime.clock import Clock
+from hostdev_runtime.metrics import DeviceMetrics
 
 logger = logging.getLogger(__name__)
 tracer = trace.get_tracer("hostdev_discovery")
@@ -23,31 +31,70 @@ RETRY_SECONDS = 2.0
 
 @dataclass(slots=True)
 class Scanner:
-    """Owns the scan loop; `wake` asks for a scan before the period is over."""
+    """Owns the scan loop; `wake` asks for a scan (and a slice check) before the period ends."""
 
     families: dict[str, Family]
     store: InventoryStore
     publisher: SlicePublisher | None
     period: float
     wake: asyncio.Event
+    health: HealthTracker
+    bus: Bus
+    node: str
+    clock: Clock
+    metrics: DeviceMetrics
+    slices_stale: bool = True
+
+    def _check(self, device: Device) -> tuple[bool, str]:
+        family = self.families.get(device.family)
+        if family is None:
+            return False, f"family {device.family} is not enabled"
+        try:
+            return (True, "") if family.healthy(device) else (False, "health check failed")
+        except OSError as err:
+            return False, f"health check failed: {err}"
+
+    def _scan(self) -> tuple[list[Device], list[HealthChange]]:
+        discovered = discover_all(self.families)
+        return self.health.update(self.clock.monotonic(), discovered, self._check)
 
     async def scan_once(self) -> list[Device]:
-        """One pass: discover, write the inventory, publish slices."""
+        """One pass: discover, check health, write the inventory, publish slices if needed."""
         with tracer.start_as_current_span("discover devices") as span:
-            devices = await asyncio.to_thread(discover_all, self.families)
+            devices, changes = await asyncio.to_thread(self._scan)
             span.set_attribute("dra.device.count", len(devices))
-            await self.store.publish(devices)
-        if self.publisher is not None:
+            self._count(devices)
+            changed = await self.store.publish(devices)
+        if changes:
+            with tracer.start_as_current_span(
+                "health changed", attributes={telemetry.ATTR_DEVICES: [c.device for c in changes]}
+            ):
+                event = HealthChanged(node=self.node, changes=tuple(changes))
+                await self.bus.publish(subjects.health_changed(self.node), event)
+            logger.info(
+                "health changed", extra={"changes": [msgspec.to_builtins(c) for c in changes]}
+            )
+        if self.publisher is not None and (changed is not None or self.slices_stale):
             await self.publisher.reconcile(devices)
+            self.slices_stale = False
         return devices
+
+    def _count(self, devices: list[Device]) -> None:
+        counts = Counter((d.family, "healthy" if d.healthy else "unhealthy") for d in devices)
+        self.metrics.devices.clear()
+        for (family, health), count in counts.items():
+            self.metrics.devices.labels(family, health).set(count)
 
     async def scan_safely(self) -> float:
         """One pass; returns how long to wait (shorter when the API server was unreachable)."""
+        if self.wake.is_set():
+            self.slices_stale = True  # woken by the slice watch: someone changed our slices
         self.wake.clear()
         try:
             await self.scan_once()
         except KubeError as err:
             logger.warning("publishing slices failed", extra={"error": str(err)})
+            self.slices_stale = True
             return min(self.period, RETRY_SECONDS)
         return self.period
 

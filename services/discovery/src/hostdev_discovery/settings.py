@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from hostdev_runtime.settings import CommonSettings
 
 
@@ -11,12 +13,25 @@ class Settings(CommonSettings, frozen=True, kw_only=True):
     kube_api_url:   API server URL (HOSTDEV_KUBE_API_URL); empty means in-cluster, then kubeconfig.
     host_root:      where the host's / is visible (HOSTDEV_HOST_ROOT); read-only.
     devices_config: the device selection file (HOSTDEV_DEVICES_CONFIG).
-    rescan_seconds: how often the host is scanned again (HOSTDEV_RESCAN_SECONDS).
+    scan_seconds:   how often the host is scanned for devices and their health
+                    (HOSTDEV_SCAN_SECONDS).
+    debounce_seconds: how long a health change must hold before it is published
+                    (HOSTDEV_DEBOUNCE_SECONDS), so a flapping device does not storm the bus.
+    gone_seconds:   how long a vanished device stays in the inventory as unhealthy before
+                    it is dropped (HOSTDEV_GONE_SECONDS).
     publish_slices: write ResourceSlices (HOSTDEV_PUBLISH_SLICES); off for device-plugin-only nodes.
+    taint_unhealthy: put a device taint on unhealthy devices in the slices
+                    (HOSTDEV_TAINT_UNHEALTHY; the DRADeviceTaints API is beta in 1.36, alpha before).
+    taint_effect:   NoSchedule (keep new claims away) or NoExecute (also evict pods)
+                    (HOSTDEV_TAINT_EFFECT).
     """
 
     kube_api_url: str = ""
     host_root: str = "/"
     devices_config: str = "/etc/hostdev/devices.yaml"
-    rescan_seconds: float = 30.0
+    scan_seconds: float = 5.0
+    debounce_seconds: float = 2.0
+    gone_seconds: float = 300.0
     publish_slices: bool = True
+    taint_unhealthy: bool = False
+    taint_effect: Literal["NoSchedule", "NoExecute"] = "NoSchedule"

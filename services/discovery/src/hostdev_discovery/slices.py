@@ -38,7 +38,8 @@ class Existing:
     resource_version: str
     generation: int
     slice_count: int
-    devices: tuple[dict[str, Any], ...]
+    devices: tuple[dict[str, Any], ...] = ()
+    counters: tuple[dict[str, Any], ...] = ()  # sharedCounters: a slice has these or devices
 
 
 @dataclass(slots=True)
@@ -55,8 +56,11 @@ class SlicePlan:
         return not (self.creates or self.updates or self.deletes)
 
 
-def device_json(device: Device) -> dict[str, Any]:
-    """A ResourceSlice device as the API wants it."""
+TAINT_KEY = "hostdev.k8s.io/unhealthy"
+
+
+def device_json(device: Device, taint_effect: str | None = None) -> dict[str, Any]:
+    """A ResourceSlice device as the API wants it; unhealthy ones tainted when asked."""
     out: dict[str, Any] = {"name": device.name}
     if device.attributes:
         out["attributes"] = {
@@ -66,7 +70,27 @@ def device_json(device: Device) -> dict[str, Any]:
         out["capacity"] = {k: {"value": v} for k, v in sorted(device.capacity.items())}
     if device.shareable:
         out["allowMultipleAllocations"] = True
+    if device.consumes:
+        out["consumesCounters"] = _consumes(device)
+    if taint_effect is not None and not device.healthy:
+        out["taints"] = [{"key": TAINT_KEY, "effect": taint_effect}]
     return out
+
+
+def _consumes(device: Device) -> list[dict[str, Any]]:
+    sets: dict[str, dict[str, Any]] = {}
+    for use in device.consumes:
+        sets.setdefault(use.counter_set, {})[use.counter] = {"value": str(use.value)}
+    return [{"counterSet": name, "counters": counters} for name, counters in sorted(sets.items())]
+
+
+def counter_sets(devices: Sequence[Device]) -> list[dict[str, Any]]:
+    """The pool's shared counter sets, from the capacities the devices carry."""
+    sets: dict[str, dict[str, Any]] = {}
+    for device in devices:
+        for use in device.consumes:
+            sets.setdefault(use.counter_set, {})[use.counter] = {"value": str(use.capacity)}
+    return [{"name": name, "counters": counters} for name, counters in sorted(sets.items())]
 
 
 def _limit(devices: Sequence[dict[str, Any]]) -> int:
@@ -93,7 +117,16 @@ def _assign(existing: Sequence[Existing], wanted: dict[str, dict[str, Any]]) -> 
     return groups
 
 
-def body(pool: Pool, generation: int, count: int, devices: list[dict[str, Any]]) -> dict[str, Any]:
+MAX_COUNTER_SETS = 8  # per slice
+
+
+def body(
+    pool: Pool,
+    generation: int,
+    count: int,
+    devices: list[dict[str, Any]],
+    counters: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
     """A full ResourceSlice object (without a name: the server generates one)."""
     metadata: dict[str, Any] = {"generateName": f"{pool.node}-{pool.driver}-"}
     if pool.node_uid:
@@ -106,45 +139,81 @@ def body(pool: Pool, generation: int, count: int, devices: list[dict[str, Any]])
                 "controller": True,
             }
         ]
-    return {
-        "apiVersion": API_VERSION,
-        "kind": "ResourceSlice",
-        "metadata": metadata,
-        "spec": {
-            "driver": pool.driver,
-            "nodeName": pool.node,
-            "pool": {"name": pool.node, "generation": generation, "resourceSliceCount": count},
-            "devices": devices,
-        },
+    spec: dict[str, Any] = {
+        "driver": pool.driver,
+        "nodeName": pool.node,
+        "pool": {"name": pool.node, "generation": generation, "resourceSliceCount": count},
     }
+    if counters:
+        spec["sharedCounters"] = counters  # since 1.35 never in the same slice as devices
+    else:
+        spec["devices"] = devices
+    return {"apiVersion": API_VERSION, "kind": "ResourceSlice", "metadata": metadata, "spec": spec}
 
 
-def plan(pool: Pool, existing: Sequence[Existing], devices: Sequence[Device]) -> SlicePlan:
-    """The writes that make the server hold exactly `devices` for this pool."""
-    wanted = {d.name: device_json(d) for d in devices}
+@dataclass(frozen=True, slots=True)
+class _Want:
+    devices: list[dict[str, Any]]
+    counters: list[dict[str, Any]]
+
+
+def _device_slices(
+    existing: Sequence[Existing], wanted: dict[str, dict[str, Any]]
+) -> tuple[list[tuple[Existing, _Want]], list[_Want]]:
+    groups = _assign(existing, wanted)
+    kept = [
+        (e, _Want([wanted[n] for n in g], [])) for e, g in zip(existing, groups, strict=False) if g
+    ]
+    fresh = [_Want([wanted[n] for n in g], []) for g in groups[len(existing) :]]
+    return kept, fresh
+
+
+def _counter_slices(
+    existing: Sequence[Existing], sets: list[dict[str, Any]]
+) -> tuple[list[tuple[Existing, _Want]], list[_Want]]:
+    chunks = [sets[i : i + MAX_COUNTER_SETS] for i in range(0, len(sets), MAX_COUNTER_SETS)]
+    kept = [(e, _Want([], c)) for e, c in zip(existing, chunks, strict=False)]
+    fresh = [_Want([], c) for c in chunks[len(existing) :]]
+    return kept, fresh
+
+
+def plan(
+    pool: Pool,
+    existing: Sequence[Existing],
+    devices: Sequence[Device],
+    taint_effect: str | None = None,
+) -> SlicePlan:
+    """The writes that make the server hold exactly `devices` (and their counters)."""
+    wanted = {d.name: device_json(d, taint_effect) for d in devices}
     ordered = sorted(existing, key=lambda e: e.name)
-    groups = _assign(ordered, wanted)
-    kept = [(e, [wanted[n] for n in g]) for e, g in zip(ordered, groups, strict=False) if g]
-    fresh = [[wanted[n] for n in g] for g in groups[len(ordered) :]]
+    device_kept, device_fresh = _device_slices([e for e in ordered if not e.counters], wanted)
+    counter_kept, counter_fresh = _counter_slices(
+        [e for e in ordered if e.counters], counter_sets(devices)
+    )
+    kept, fresh = device_kept + counter_kept, device_fresh + counter_fresh
     if not kept and not fresh:  # an empty pool still publishes one slice: "driver up, no devices"
         if ordered:
-            kept = [(ordered[0], [])]
+            kept = [(ordered[0], _Want([], []))]
         else:
-            fresh = [[]]
+            fresh = [_Want([], [])]
     deletes = [e.name for e in ordered if all(e is not k for k, _ in kept)]
     count = len(kept) + len(fresh)
     generation = max((e.generation for e in ordered), default=0)
-    changed = [(e, c) for e, c in kept if list(e.devices) != c]
+    changed = [
+        (e, w) for e, w in kept if list(e.devices) != w.devices or list(e.counters) != w.counters
+    ]
     in_step = all(e.generation == generation and e.slice_count == count for e, _ in kept)
     result = SlicePlan(deletes=deletes)
     if not fresh and not deletes and in_step and len(changed) <= 1:
-        for e, content in changed:  # one slice: an in-place update is atomic, no bump needed
+        for e, w in changed:  # one slice: an in-place update is atomic, no bump needed
             result.updates.append(
-                (e.name, e.resource_version, body(pool, generation, count, content))
+                (e.name, e.resource_version, body(pool, generation, count, w.devices, w.counters))
             )
         return result
     generation += 1
-    for e, content in kept:
-        result.updates.append((e.name, e.resource_version, body(pool, generation, count, content)))
-    result.creates.extend(body(pool, generation, count, content) for content in fresh)
+    for e, w in kept:
+        result.updates.append(
+            (e.name, e.resource_version, body(pool, generation, count, w.devices, w.counters))
+        )
+    result.creates.extend(body(pool, generation, count, w.devices, w.counters) for w in fresh)
     return result

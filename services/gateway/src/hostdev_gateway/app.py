@@ -10,6 +10,7 @@ from typing import Any
 from hostdev_bus import NatsKv
 from hostdev_events import subjects
 from hostdev_events.alloc import Hold
+from hostdev_events.dp import ReconcileAllocations, Reconciled
 from hostdev_events.inventory import Device
 from hostdev_families import ResourceSpec, load_config
 from hostdev_gateway import dra, registration
@@ -17,6 +18,7 @@ from hostdev_gateway.claims import ClaimCalls
 from hostdev_gateway.deviceplugin import ResourcePlugin
 from hostdev_gateway.dp_sockets import DevicePlugins
 from hostdev_gateway.feed import Feed
+from hostdev_gateway.health import HealthService
 from hostdev_gateway.podresources import Reconciler
 from hostdev_gateway.settings import Settings
 from hostdev_gateway.sockets import serve_unix, stop_unix
@@ -47,9 +49,17 @@ def resources(settings: Settings) -> tuple[ResourceSpec, ...]:
     return load_config(path).resources
 
 
-async def _start_dra(ctx: ServiceContext, settings: Settings) -> None:
+async def _start_feed(ctx: ServiceContext, settings: Settings) -> Feed:
+    feed = Feed(settings.node_name)
+    ctx.spawn(feed.follow_inventory(await NatsKv.open(ctx.js, subjects.INVENTORY_BUCKET, Device)))
+    ctx.spawn(feed.follow_ledger(await NatsKv.open(ctx.js, subjects.LEDGER_BUCKET, Hold)))
+    return feed
+
+
+async def _start_dra(ctx: ServiceContext, settings: Settings, feed: Feed) -> None:
     service_path, reg_path = socket_paths(settings)
-    dra_server = dra.server(ClaimCalls(node=settings.node_name, bus=ctx.bus))
+    health = HealthService(feed, settings.health_resend_seconds)
+    dra_server = dra.server(ClaimCalls(node=settings.node_name, bus=ctx.bus), health)
     await serve_unix(dra_server, service_path)
     ctx.stack.push_async_callback(stop_unix, dra_server, service_path)
     # Only now may the kubelet learn about us: it calls the endpoint right after registering.
@@ -62,15 +72,13 @@ async def _start_dra(ctx: ServiceContext, settings: Settings) -> None:
     reg_server = registration.server(servicer)
     await serve_unix(reg_server, reg_path)
     ctx.stack.push_async_callback(stop_unix, reg_server, reg_path)
+    ctx.readiness.add("sockets", lambda: service_path.exists() and reg_path.exists())
 
 
 async def _start_device_plugins(
-    ctx: ServiceContext, settings: Settings, specs: tuple[ResourceSpec, ...]
-) -> None:
+    ctx: ServiceContext, settings: Settings, specs: tuple[ResourceSpec, ...], feed: Feed
+) -> Route[Any]:
     node = settings.node_name
-    feed = Feed(node)
-    ctx.spawn(feed.follow_inventory(await NatsKv.open(ctx.js, subjects.INVENTORY_BUCKET, Device)))
-    ctx.spawn(feed.follow_ledger(await NatsKv.open(ctx.js, subjects.LEDGER_BUCKET, Hold)))
     plugins = [ResourcePlugin(s, feed, ctx.bus, node, settings.dp_cdi) for s in specs]
     sockets = DevicePlugins(Path(settings.device_plugins_dir), plugins)
     ctx.spawn(sockets.run(ctx.stopping))
@@ -79,15 +87,21 @@ async def _start_device_plugins(
     )
     ctx.spawn(reconciler.run(ctx.stopping, settings.pod_resources_seconds))
 
+    async def reconcile_now(msg: ReconcileAllocations) -> Reconciled:
+        return Reconciled(released=await reconciler.once())
+
+    return Route(subjects.dp_reconcile(node), ReconcileAllocations, reconcile_now)
+
 
 def app(settings: Settings) -> App:
-    """The gateway app for the runner: it answers no NATS subjects, only the kubelet."""
+    """The gateway app for the runner: it answers the kubelet, and one reconcile subject."""
 
     async def start(ctx: ServiceContext) -> Sequence[Route[Any]]:
-        await _start_dra(ctx, settings)
+        feed = await _start_feed(ctx, settings)
+        await _start_dra(ctx, settings, feed)
         specs = resources(settings)
         if specs:
-            await _start_device_plugins(ctx, settings, specs)
+            return (await _start_device_plugins(ctx, settings, specs, feed),)
         return ()
 
     return start

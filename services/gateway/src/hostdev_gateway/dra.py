@@ -8,10 +8,12 @@ import grpc
 
 from hostdev_events.claims import ClaimOutcome, ClaimRef
 from hostdev_gateway.claims import ClaimCalls, DriverUnavailable
+from hostdev_gateway.health import HealthService
 from hostdev_kubelet_pb.dra.v1 import api_pb2 as v1
 from hostdev_kubelet_pb.dra.v1 import api_pb2_grpc as v1_grpc
 from hostdev_kubelet_pb.dra.v1beta1 import api_pb2 as v1beta1
 from hostdev_kubelet_pb.dra.v1beta1 import api_pb2_grpc as v1beta1_grpc
+from hostdev_kubelet_pb.dra_health.v1alpha1 import api_pb2_grpc as health_grpc
 
 
 def _claims(request: Any) -> list[ClaimRef]:
@@ -82,9 +84,10 @@ class DraV1beta1(_DraService, v1beta1_grpc.DRAPluginServicer):
         super().__init__(calls, v1beta1, share_ids=False)
 
 
-def server(calls: ClaimCalls) -> grpc.aio.Server:
-    """A gRPC server with both DRA versions (the health service joins it later)."""
+def server(calls: ClaimCalls, health: HealthService) -> grpc.aio.Server:
+    """A gRPC server with both DRA versions and the health stream, on one socket."""
     srv = grpc.aio.server()
     v1_grpc.add_DRAPluginServicer_to_server(DraV1(calls), srv)
     v1beta1_grpc.add_DRAPluginServicer_to_server(DraV1beta1(calls), srv)
+    health_grpc.add_DRAResourceHealthServicer_to_server(health, srv)
     return srv

@@ -14,7 +14,8 @@ logger = logging.getLogger(__name__)
 
 DRA_PLUGIN_TYPE = "DRAPlugin"
 # Preferred first: kubelets 1.34+ take the first token they know; 1.32/1.33 know only v1beta1.
-DRA_VERSIONS = ("v1.DRAPlugin", "v1beta1.DRAPlugin")
+# The health token only tells the kubelet the same socket serves the health stream.
+DRA_VERSIONS = ("v1.DRAPlugin", "v1beta1.DRAPlugin", "v1alpha1.DRAResourceHealth")
 
 
 class Registration(pb_grpc.RegistrationServicer):

@@ -21,6 +21,8 @@ class Settings(CommonSettings, frozen=True, kw_only=True):
     pod_resources_socket: the kubelet's pod-resources socket, to learn which device plugin
                   IDs pods still use (HOSTDEV_POD_RESOURCES_SOCKET).
     pod_resources_seconds: how often that is asked (HOSTDEV_POD_RESOURCES_SECONDS).
+    health_resend_seconds: how often the DRA health stream repeats the full list
+                  (HOSTDEV_HEALTH_RESEND_SECONDS); well under the kubelet's 30 s staleness.
     dp_cdi:       answer Allocate with CDI device names (true) or with device nodes and
                   mounts for runtimes without CDI (false) (HOSTDEV_DP_CDI).
     """
@@ -33,3 +35,4 @@ class Settings(CommonSettings, frozen=True, kw_only=True):
     pod_resources_socket: str = "/var/lib/kubelet/pod-resources/kubelet.sock"
     pod_resources_seconds: float = 10.0
     dp_cdi: bool = True
+    health_resend_seconds: float = 10.0

@@ -22,6 +22,7 @@ from hostdev_preparer.inventory import InventoryView
 from hostdev_preparer.locks import KeyedLocks
 from hostdev_preparer.settings import Settings
 from hostdev_runtime.clock import SystemClock
+from hostdev_runtime.metrics import ClaimMetrics
 from hostdev_runtime.runner import App, Route, ServiceContext
 from hostdev_sysfs import FileWriter, HostRoot, SysfsWriter
 
@@ -78,6 +79,7 @@ def app(
             clock=SystemClock(),
             locks=KeyedLocks(),
             device_metadata=settings.device_metadata,
+            metrics=ClaimMetrics(ctx.metrics.registry),
         )
         return routes(node, deps)
 

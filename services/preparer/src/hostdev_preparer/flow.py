@@ -25,13 +25,14 @@ from hostdev_events.cdi import CdiSpecsRemoved, CdiSpecsWritten, RemoveCdiSpecs,
 from hostdev_events.claims import ClaimRef
 from hostdev_events.inventory import Device
 from hostdev_events.state import Checkpoint, ClaimStep
-from hostdev_families import Family, FamilyError
+from hostdev_families import Family, FamilyError, HostRefused
 from hostdev_kube import KubeError, ResourceClaim
 from hostdev_preparer import machine
 from hostdev_preparer.inventory import InventoryView
 from hostdev_preparer.locks import KeyedLocks
 from hostdev_runtime import telemetry
 from hostdev_runtime.clock import Clock
+from hostdev_runtime.metrics import ClaimMetrics
 
 logger = logging.getLogger(__name__)
 tracer = trace.get_tracer("hostdev_preparer")
@@ -61,6 +62,7 @@ class Deps:
     families: Mapping[str, Family]
     clock: Clock
     locks: KeyedLocks
+    metrics: ClaimMetrics
     device_metadata: bool = True
 
 
@@ -87,6 +89,30 @@ class Call:
         if family is None:
             raise machine.ClaimRejected(f"device family {name!r} is not enabled on this node")
         return family
+
+
+def error_kind(err: Exception) -> str:
+    """A short, stable label for metrics: what kind of failure this was."""
+    if isinstance(err, RemoteError):
+        return str(err.code)
+    if isinstance(err, HostRefused):
+        return "host-refused"
+    if isinstance(err, FamilyError):
+        return "family"
+    if isinstance(err, machine.ClaimRejected):
+        return "rejected"
+    if isinstance(err, KubeError):
+        return "api"
+    if isinstance(err, BusError):
+        return "bus"
+    return "internal"
+
+
+def family_label(families: set[str]) -> str:
+    """One family, `mixed` for several, `none` for a claim without devices of ours."""
+    if not families:
+        return "none"
+    return families.pop() if len(families) == 1 else "mixed"
 
 
 def failure(call: Call, err: Exception) -> str:

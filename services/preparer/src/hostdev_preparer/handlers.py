@@ -19,7 +19,16 @@ from hostdev_events.claims import (
 from hostdev_events.state import AllocatedDevice, Checkpoint, ClaimStep, HostUndo
 from hostdev_kube import NotFound
 from hostdev_preparer import machine
-from hostdev_preparer.flow import Call, Deps, complete, failure, inventory_device, undo
+from hostdev_preparer.flow import (
+    Call,
+    Deps,
+    complete,
+    error_kind,
+    failure,
+    family_label,
+    inventory_device,
+    undo,
+)
 from hostdev_runtime import telemetry
 
 logger = logging.getLogger(__name__)
@@ -48,15 +57,25 @@ async def _prepare_one(call: Call) -> ClaimOutcome:
         telemetry.ATTR_CLAIM_NAME: call.claim.name,
         telemetry.ATTR_CLAIM_NAMESPACE: call.claim.namespace,
     }
+    metrics = call.deps.metrics
+    started = call.deps.clock.monotonic()
     with tracer.start_as_current_span("prepare claim", attributes=attributes) as span:
         async with call.deps.locks.hold(call.claim.uid):
             try:
                 result = await _prepare(call)
             except Exception as err:
+                metrics.errors.labels("prepare", error_kind(err)).inc()
                 result = ClaimOutcome(error=failure(call, err))
         if result.error:
             span.set_status(trace.StatusCode.ERROR, result.error)
         span.set_attribute(telemetry.ATTR_DEVICES, [d.device for d in result.devices])
+        families = set()
+        for device in result.devices:
+            found = await call.deps.inventory.device(device.device)
+            families.add(found.family if found else "unknown")
+        metrics.prepare_seconds.labels(family_label(families)).observe(
+            call.deps.clock.monotonic() - started
+        )
         return result
 
 
@@ -136,16 +155,23 @@ async def _unprepare_one(call: Call) -> str:
     with tracer.start_as_current_span(
         "unprepare claim", attributes={telemetry.ATTR_CLAIM_UID: call.claim.uid}
     ) as span:
+        started = call.deps.clock.monotonic()
         async with call.deps.locks.hold(call.claim.uid):
             try:
                 found = await call.deps.checkpoints.get(call.key)
+                families: set[str] = set()
                 if found is not None:
+                    families = {d.family for d in found[0].devices}
                     await undo(call, *found)
                     logger.info(
                         "claim unprepared", extra={telemetry.ATTR_CLAIM_UID: call.claim.uid}
                     )
+                call.deps.metrics.unprepare_seconds.labels(family_label(families)).observe(
+                    call.deps.clock.monotonic() - started
+                )
                 return ""
             except Exception as err:
+                call.deps.metrics.errors.labels("unprepare", error_kind(err)).inc()
                 error = failure(call, err)
                 span.set_status(trace.StatusCode.ERROR, error)
                 return error

@@ -47,6 +47,9 @@ class FakeSysfs(HostPieces):
     def __init__(self, root: Path) -> None:
         self.tree = Tree(root)
         self.root = self.tree.root
+        # Both always exist on a host, so pruning emptied /dev subdirectories never reaches them.
+        self.tree.mkdir("/sys")
+        self.tree.mkdir("/dev")
 
     def pci(
         self,
