@@ -87,8 +87,16 @@ class Cluster:
         *,
         device_class: str = "hostdev.k8s.io",
         annotations: dict[str, str] | None = None,
+        namespace_create: bool = False,
+        config: dict[str, Any] | None = None,
     ) -> Claim:
-        """Create a claim with one request per result, then write its allocation status."""
+        """Create a claim with one request per result, then write its allocation status.
+
+        `config` becomes this driver's opaque parameters for every request, as the
+        scheduler copies them from the claim into the allocation.
+        """
+        if namespace_create:
+            await self.create_namespace(namespace)
         requests = sorted({r.request for r in results})
         claim = {
             "apiVersion": "resource.k8s.io/v1",
@@ -104,19 +112,23 @@ class Cluster:
         }
         path = f"{RESOURCE_API}/namespaces/{namespace}/resourceclaims"
         created = await self.call("POST", path, claim)
+        devices: dict[str, Any] = {
+            "results": [
+                {
+                    "request": r.request,
+                    "driver": r.driver or self.driver,
+                    "pool": r.pool or self.node,
+                    "device": r.device,
+                }
+                for r in results
+            ]
+        }
+        if config:
+            opaque = {"driver": self.driver, "parameters": config}
+            devices["config"] = [{"source": "FromClaim", "opaque": opaque}]
         created["status"] = {
             "allocation": {
-                "devices": {
-                    "results": [
-                        {
-                            "request": r.request,
-                            "driver": r.driver or self.driver,
-                            "pool": r.pool or self.node,
-                            "device": r.device,
-                        }
-                        for r in results
-                    ]
-                },
+                "devices": devices,
                 "nodeSelector": {
                     "nodeSelectorTerms": [
                         {

@@ -155,13 +155,16 @@ class Services:
         from hostdev_runtime.settings import load_settings
 
         module = MODULES[name]
-        app_module = importlib.import_module(f"{module}.app")
         settings_module = importlib.import_module(f"{module}.settings")
         settings = load_settings(settings_module.Settings, self.env())
+        if name == "preparer":
+            from hostdev_testing.fake_preparer import faked
+
+            built = faked(settings)
+        else:
+            built = importlib.import_module(f"{module}.app").app(settings)
         stopping = asyncio.Event()
-        task = asyncio.create_task(
-            run_service(name, settings, app_module.app(settings), stopping), name=name
-        )
+        task = asyncio.create_task(run_service(name, settings, built, stopping), name=name)
         self.running[name] = _Running(task=task, stopping=stopping)
 
     async def _spawn(self, name: str) -> None:
@@ -169,8 +172,10 @@ class Services:
         env = {**os.environ, **self.env()}
         for variable in [v for v in env if v.startswith("OTEL_")]:
             env.pop(variable)
+        # The preparer runs with the fake kernel: the fake tree has no kernel behind it.
+        module = "hostdev_testing.fake_preparer" if name == "preparer" else MODULES[name]
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", MODULES[name], env=env, stdout=log, stderr=log
+            sys.executable, "-m", module, env=env, stdout=log, stderr=log
         )
         log.close()
         self.running[name] = _Running(proc=proc)

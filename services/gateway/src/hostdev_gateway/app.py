@@ -58,7 +58,7 @@ async def _start_feed(ctx: ServiceContext, settings: Settings) -> Feed:
 
 async def _start_dra(ctx: ServiceContext, settings: Settings, feed: Feed) -> None:
     service_path, reg_path = socket_paths(settings)
-    health = HealthService(feed, settings.health_resend_seconds)
+    health = HealthService(feed, settings.health_resend_seconds, settings.health_timeout_seconds)
     dra_server = dra.server(ClaimCalls(node=settings.node_name, bus=ctx.bus), health)
     await serve_unix(dra_server, service_path)
     ctx.stack.push_async_callback(stop_unix, dra_server, service_path)

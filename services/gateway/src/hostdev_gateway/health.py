@@ -21,7 +21,6 @@ from hostdev_kubelet_pb.dra_health.v1alpha1 import api_pb2 as pb
 from hostdev_kubelet_pb.dra_health.v1alpha1 import api_pb2_grpc as pb_grpc
 
 TOKEN = "v1alpha1.DRAResourceHealth"
-TIMEOUT_SECONDS = 30  # what we ask the kubelet to allow between two reports of a device
 GONE = "device is gone from the host"
 
 
@@ -34,7 +33,7 @@ def prepared_devices(feed: Feed) -> list[str]:
     )
 
 
-def report(feed: Feed, now: float) -> pb.NodeWatchResourcesResponse:
+def report(feed: Feed, now: float, timeout_seconds: int) -> pb.NodeWatchResourcesResponse:
     """The full health list of prepared devices."""
     devices = []
     for name in prepared_devices(feed):
@@ -46,7 +45,7 @@ def report(feed: Feed, now: float) -> pb.NodeWatchResourcesResponse:
                 device=pb.DeviceIdentifier(pool_name=feed.node, device_name=name),
                 health=pb.HEALTHY if healthy else pb.UNHEALTHY,
                 last_updated_time=int(now),
-                health_check_timeout_seconds=TIMEOUT_SECONDS,
+                health_check_timeout_seconds=timeout_seconds,
                 message=message,
             )
         )
@@ -56,9 +55,10 @@ def report(feed: Feed, now: float) -> pb.NodeWatchResourcesResponse:
 class HealthService(pb_grpc.DRAResourceHealthServicer):
     """Streams health on every change and at least every `resend_seconds`."""
 
-    def __init__(self, feed: Feed, resend_seconds: float) -> None:
+    def __init__(self, feed: Feed, resend_seconds: float, timeout_seconds: int) -> None:
         self.feed = feed
         self.resend_seconds = resend_seconds
+        self.timeout_seconds = timeout_seconds
 
     async def NodeWatchResources(
         self,
@@ -70,6 +70,6 @@ class HealthService(pb_grpc.DRAResourceHealthServicer):
         await self.feed.ready.wait()
         while True:
             version = self.feed.version
-            yield report(self.feed, time.time())
+            yield report(self.feed, time.time(), self.timeout_seconds)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.feed.wait_newer(version), self.resend_seconds)

@@ -23,6 +23,8 @@ class Settings(CommonSettings, frozen=True, kw_only=True):
     pod_resources_seconds: how often that is asked (HOSTDEV_POD_RESOURCES_SECONDS).
     health_resend_seconds: how often the DRA health stream repeats the full list
                   (HOSTDEV_HEALTH_RESEND_SECONDS); well under the kubelet's 30 s staleness.
+    health_timeout_seconds: how long the kubelet may go without hearing of a device before it
+                  shows it as Unknown (HOSTDEV_HEALTH_TIMEOUT_SECONDS; 0 = the kubelet's 30 s).
     dp_cdi:       answer Allocate with CDI device names (true) or with device nodes and
                   mounts for runtimes without CDI (false) (HOSTDEV_DP_CDI).
     """
@@ -36,3 +38,4 @@ class Settings(CommonSettings, frozen=True, kw_only=True):
     pod_resources_seconds: float = 10.0
     dp_cdi: bool = True
     health_resend_seconds: float = 10.0
+    health_timeout_seconds: int = 30

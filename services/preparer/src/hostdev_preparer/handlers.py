@@ -146,6 +146,8 @@ async def _plan(call: Call) -> Checkpoint:
     return Checkpoint(
         claim=call.claim,
         step=ClaimStep.PREPARING,
+        claim_generation=claim.metadata.generation,
+        pod_claim_name=claim.metadata.annotations.get(machine.POD_CLAIM_NAME_ANNOTATION, ""),
         devices=tuple(devices),
         undo=tuple(plans.values()),
     )

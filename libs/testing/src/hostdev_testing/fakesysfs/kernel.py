@@ -48,20 +48,28 @@ class FakeKernel:
     def __init__(self, root: Path) -> None:
         self.tree = Tree(root)
         self.writes: list[tuple[str, str]] = []
-        self._refusals: dict[str, int] = {}
-        self._busy: set[str] = set()
 
     def refuse(self, host_path: str, code: int) -> None:
         """Make the next write to `host_path` (or to the same file through links) fail with `code`."""
-        self._refusals[host_path] = code
+        state = self.tree.load_state()
+        state.refusals[host_path] = code
+        self.tree.save_state(state)
 
     def busy(self, bdf_or_uuid: str) -> None:
         """Make unbinding that function or removing that mdev fail with EBUSY until released."""
-        self._busy.add(bdf_or_uuid)
+        state = self.tree.load_state()
+        if bdf_or_uuid not in state.busy:
+            state.busy.append(bdf_or_uuid)
+        self.tree.save_state(state)
 
     def release(self, bdf_or_uuid: str) -> None:
         """Undo `busy`."""
-        self._busy.discard(bdf_or_uuid)
+        state = self.tree.load_state()
+        state.busy = [b for b in state.busy if b != bdf_or_uuid]
+        self.tree.save_state(state)
+
+    def _is_busy(self, name: str) -> bool:
+        return name in self.tree.load_state().busy
 
     def group_viable(self, group: int | str) -> bool:
         """Whether VFIO could use the group: every member unbound or on a VFIO-friendly driver."""
@@ -82,10 +90,12 @@ class FakeKernel:
         self._dispatch(host_path, real, data)
 
     def _take_refusal(self, host_path: str, real: str | None) -> None:
-        for refused, code in list(self._refusals.items()):
+        state = self.tree.load_state()
+        for refused, code in list(state.refusals.items()):
             refused_real = self.tree.resolve(refused) if self.tree.lexists(refused) else None
             if refused == host_path or (real is not None and refused_real == real):
-                del self._refusals[refused]
+                del state.refusals[refused]
+                self.tree.save_state(state)
                 raise _fail(code, host_path)
 
     def _dispatch(self, host_path: str, real: str, data: str) -> None:
@@ -139,7 +149,7 @@ class FakeKernel:
         dev = function_dir(self.tree, bdf)
         if dev is None or driver_of(self.tree, dev) != driver:
             raise _fail(errno.ENODEV, host_path)
-        if bdf in self._busy:
+        if self._is_busy(bdf):
             raise _fail(errno.EBUSY, host_path)
         detach(self.tree, dev)
 
@@ -190,7 +200,7 @@ class FakeKernel:
             raise _fail(errno.EINVAL, host_path) from None
         if value == 0:
             return
-        if posixpath.basename(inst) in self._busy:
+        if self._is_busy(posixpath.basename(inst)):
             raise _fail(errno.EBUSY, host_path)
         mdevs.remove(self.tree, inst)
 

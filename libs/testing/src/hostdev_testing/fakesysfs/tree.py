@@ -10,6 +10,7 @@ from pathlib import Path
 import msgspec
 
 STATE_FILE = ".fakesysfs-state.json"
+FAKE_STATE_PREFIX = ".fake"
 
 
 class Netdev(msgspec.Struct):
@@ -26,6 +27,10 @@ class State(msgspec.Struct):
     native_drivers: dict[str, str] = msgspec.field(default_factory=dict)
     netdevs: dict[str, Netdev] = msgspec.field(default_factory=dict)
     mdev_max: dict[str, int] = msgspec.field(default_factory=dict)
+    # Test controls live here too, so a FakeKernel in another process (the preparer's)
+    # refuses what the test asked for.
+    refusals: dict[str, int] = msgspec.field(default_factory=dict)
+    busy: list[str] = msgspec.field(default_factory=list)
 
 
 def kernfs_target(target: str, link_dir: str) -> str:
@@ -179,8 +184,8 @@ def snapshot(root: Path) -> dict[str, str]:
         for name in sorted(dirnames + filenames):
             entry = Path(dirpath) / name
             relative = entry.relative_to(base).as_posix()
-            if relative == STATE_FILE:
-                continue
+            if relative.startswith(FAKE_STATE_PREFIX):
+                continue  # the fakes' own records (kernel, netlink), not part of the tree
             if entry.is_symlink():
                 picture[relative] = "link:" + os.readlink(entry)
             elif entry.is_dir():
