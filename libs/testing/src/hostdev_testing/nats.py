@@ -34,14 +34,14 @@ class NatsServer:
         """Where the server writes its log."""
         return self.workdir / "server.log"
 
-    def start(self, timeout: float = 10.0) -> str:
-        """Start the server and wait for its ports file."""
+    def start(self, timeout: float = 10.0, port: int = -1) -> str:
+        """Start the server (on `port`, or one the kernel picks) and wait for its ports file."""
         self.workdir.mkdir(parents=True, exist_ok=True)
         for old in self.workdir.glob("*.ports"):
             old.unlink()
         args = [
             str(nats_server_executable()),
-            "-a", "127.0.0.1", "-p", "-1", "-js",
+            "-a", "127.0.0.1", "-p", str(port), "-js",
             "-sd", str(self.workdir / "js"),
             "--ports_file_dir", str(self.workdir),
             "-l", str(self.log_path),

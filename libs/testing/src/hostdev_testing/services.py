@@ -112,11 +112,12 @@ class Services:
     nc: NatsClient
     running: dict[str, _Running] = field(default_factory=dict)
     extra_env: dict[str, str] = field(default_factory=dict)
+    per_service_env: dict[str, dict[str, str]] = field(default_factory=dict)
     _ready: asyncio.Queue[ServiceReady] = field(default_factory=asyncio.Queue)
 
-    def env(self) -> dict[str, str]:
-        """What the services get: the node's settings and the test's extras."""
-        return {**self.config.env(), **self.extra_env}
+    def env(self, service: str = "") -> dict[str, str]:
+        """What a service gets: the node's settings and the test's extras (for it alone too)."""
+        return {**self.config.env(), **self.extra_env, **self.per_service_env.get(service, {})}
 
     async def reconcile_pod_resources(self) -> dict[str, tuple[str, ...]]:
         """Ask the gateway to compare device-plugin allocations with pod-resources now."""
@@ -156,7 +157,7 @@ class Services:
 
         module = MODULES[name]
         settings_module = importlib.import_module(f"{module}.settings")
-        settings = load_settings(settings_module.Settings, self.env())
+        settings = load_settings(settings_module.Settings, self.env(name))
         if name == "preparer":
             from hostdev_testing.fake_preparer import faked
 
@@ -169,9 +170,8 @@ class Services:
 
     async def _spawn(self, name: str) -> None:
         log = (self.config.workdir / f"{name}.log").open("ab")
-        env = {**os.environ, **self.env()}
-        for variable in [v for v in env if v.startswith("OTEL_")]:
-            env.pop(variable)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+        env |= self.env(name)
         # The preparer runs with the fake kernel: the fake tree has no kernel behind it.
         module = "hostdev_testing.fake_preparer" if name == "preparer" else MODULES[name]
         proc = await asyncio.create_subprocess_exec(
