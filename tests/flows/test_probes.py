@@ -37,9 +37,9 @@ async def test_readiness_drops_without_nats_and_returns_without_restart(
     again on the same port turns /readyz back to 200 in the same processes."""
     server = NatsServer(short_dir / "own-nats")
     port = _free_port()
-    url = server.start(port=port)
-    config = dataclasses.replace(node_config, nats_url=url)
     try:
+        url = server.start(port=port)
+        config = dataclasses.replace(node_config, nats_url=url)
         async with running_services(config) as services:
             ports = {name: _free_port() for name in MODULES}
             for name, http_port in ports.items():

@@ -1,0 +1,73 @@
+"""The demo node: every device family on one fake host, and the selection file that offers it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hostdev_testing.fakehost import FakeHost
+from hostdev_testing.fakesysfs import SampleHost, acceptance_host
+
+DEVICE_PLUGIN_RESOURCES: tuple[dict[str, Any], ...] = (
+    {"name": "hostdev.k8s.io/x11", "devices": ["x11"], "shares": 10},
+    {"name": "hostdev.k8s.io/kvm", "devices": ["kvm"], "shares": 110},
+    {"name": "hostdev.k8s.io/udma", "devices": ["udmabuf"]},
+)
+
+SELECTION: dict[str, Any] = {
+    "hostPaths": [
+        {"path": "/dev/kvm", "name": "kvm", "shared": True},
+        {"path": "/dev/dri/renderD*"},
+        {"path": "/dev/vhost-net", "name": "vhost-net", "shared": True},
+        {"path": "/dev/net/tun", "name": "tun", "shared": True},
+        {"path": "/dev/udmabuf", "name": "udmabuf"},
+        {"path": "/tmp/.X11-unix", "name": "x11", "type": "mount", "shared": True},
+    ],
+    "pci": [{"class": "0x0108"}],
+    "sriov": [{"pf": "0000:3b:00.0"}],
+    "mdev": [{"parent": "0000:00:02.0"}],
+    "usb": [{"vendor": "0781"}, {"vendor": "046d"}],
+    "resources": list(DEVICE_PLUGIN_RESOURCES),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class DemoClaim:
+    """One claim the demo prepares: its name, request, device, family, opaque config."""
+
+    name: str
+    request: str
+    device: str
+    family: str
+    config: dict[str, Any] | None = None
+
+
+def demo_claims(sample: SampleHost) -> tuple[DemoClaim, ...]:
+    """One claim per family (two for SR-IOV: vfio and netdevice mode)."""
+    stick = f"usb-0781-5581-{sample.usb_stick_serials[0].lower()}"
+    return (
+        DemoClaim("vm-kvm", "kvm", "kvm", "hostpath"),
+        DemoClaim("render", "gpu", "dev-dri-renderd128", "hostpath"),
+        DemoClaim("x11", "display", "x11", "hostpath (mount)"),
+        DemoClaim("nvme", "nvme", "pci-0000-01-00-0", "pci"),
+        DemoClaim("vf-vfio", "vf", "vf-0000-3b-02-2", "sriov (vfio)"),
+        DemoClaim(
+            "vf-net",
+            "vf",
+            "vf-0000-3b-02-3",
+            "sriov (netdevice)",
+            {"mode": "netdevice", "vlan": 100, "interfaceName": "net1"},
+        ),
+        DemoClaim("vgpu", "gpu", "mdev-0000-00-02-0-i915-gvtg-v5-4-0", "mdev"),
+        DemoClaim("usb", "stick", stick, "usb"),
+    )
+
+
+def build(root: Path) -> SampleHost:
+    """The acceptance host plus udmabuf and an X11 socket directory."""
+    sample = acceptance_host(root)
+    extra = FakeHost(sample.root)
+    extra.device_node("/dev/udmabuf")
+    extra.directory("/tmp/.X11-unix")
+    return sample
