@@ -49,3 +49,8 @@ ci: lint proto-check test
 [group('run')]
 demo *args:
     {{py}} -m hostdev_testing.demo {{args}}
+
+# Benchmarks on the real services and a real nats-server (--short for a quick pass).
+[group('run')]
+bench *args:
+    {{py}} bench/run.py {{args}}

@@ -141,7 +141,7 @@ async def run_stack(
     async with running_services(config) as services:
         kubelet: KubeletSimulator | None = None
         try:
-            for run in range(cold_starts):
+            for _ in range(cold_starts):
                 if kubelet is not None:
                     await kubelet.close()
                     await services.stop_all()
