@@ -34,9 +34,6 @@ INFRASTRUCTURE = {"nats": "nats:", "jaeger": "jaegertracing/"}
 # The kubelet simulator the `kubelet` container runs.
 SIMULATOR = "hostdev_testing.kubelet_node"
 
-# Modules a container may name although they do not exist yet: the simulator is still being
-# written (libs/testing); drop it from this set once it lands.
-NOT_YET_WRITTEN = {SIMULATOR}
 
 HTTP_PORTS = {
     "gateway": 9410,
@@ -146,16 +143,14 @@ def test_one_service_builds_the_image_and_every_project_container_runs_it() -> N
 
 
 def test_every_project_container_runs_an_existing_module() -> None:
-    """Each container's command names a module `python -m` can run (the simulator excepted
-    until it is written), and the five services run their own module."""
+    """Each container's command names a module `python -m` can run (the kubelet simulator
+    included), and the five services run their own module."""
     for name, service in _services().items():
         if name in INFRASTRUCTURE:
             continue
         module = service["command"][0]
         if name in MODULES:
             assert module == MODULES[name], name
-        if module in NOT_YET_WRITTEN:
-            continue
         assert _runs_with_dash_m(module), f"{name}: python -m {module}"
     assert _services()["kubelet"]["command"][0] == SIMULATOR
 

@@ -49,9 +49,10 @@ class FakeHost:
         pci = self.directory(f"/sys/devices/{pcie_root}/{pci_address}")
         drm = pci / "drm" / minor
         drm.mkdir(parents=True, exist_ok=True)
-        (drm / "device").symlink_to(os.path.relpath(pci, drm))
         cls = self.directory("/sys/class/drm")
-        (cls / minor).symlink_to(os.path.relpath(drm, cls))
+        for link, target in ((drm / "device", pci), (cls / minor, drm)):
+            if not link.is_symlink():  # building the same host twice changes nothing
+                link.symlink_to(os.path.relpath(target, link.parent))
         return node
 
     def write_config(self, path: Path, host_paths: Iterable[dict[str, Any]]) -> Path:
