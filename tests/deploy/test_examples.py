@@ -189,7 +189,7 @@ def _driver_configs(spec: Obj, request: str) -> list[Obj]:
     return [
         entry["opaque"]["parameters"]
         for entry in spec["devices"].get("config", [])
-        if entry["opaque"]["driver"] == DRIVER and request in entry.get("requests", [request])
+        if entry["opaque"]["driver"] == DRIVER and request in (entry.get("requests") or [request])
     ]
 
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hostdev_families import HostPathSpec, dns_label
+import pytest
+
+from hostdev_families import FamilyError, HostPathSpec, dns_label
 from hostdev_families.hostpath import HostPathFamily
 from hostdev_sysfs import HostRoot
 from hostdev_testing.fakehost import FakeHost, demo_host
@@ -65,3 +67,15 @@ def test_dns_labels_are_stable_and_bounded() -> None:
     long = dns_label("/" + "x" * 100)
     assert len(long) <= 63
     assert long == dns_label("/" + "x" * 100)
+
+
+def test_configuration_for_a_device_that_takes_none_is_refused(tmp_path: Path) -> None:
+    """Opaque parameters a family would ignore are an error, not silently dropped."""
+    FakeHost(tmp_path).device_node("/dev/kvm")
+    family = HostPathFamily(HostRoot(tmp_path), (HostPathSpec(path="/dev/kvm"),))
+    (device,) = family.discover()
+    assert family.plan(device, "u", {"apiVersion": "hostdev.k8s.io/v1alpha1"}).device == device.name
+    with pytest.raises(FamilyError, match="takes no configuration"):
+        family.plan(device, "u", {"vLan": 5})
+    with pytest.raises(FamilyError, match="apiVersion"):
+        family.plan(device, "u", {"apiVersion": "other.example.com/v1"})

@@ -66,6 +66,27 @@ class Family(Protocol):
         ...
 
 
+CONFIG_API_VERSION = "hostdev.k8s.io/v1alpha1"
+_ENVELOPE = frozenset({"apiVersion", "kind"})
+
+
+def check_config(
+    device: str, config: Mapping[str, Any], kind: str | None, keys: frozenset[str] = frozenset()
+) -> None:
+    """Refuse opaque parameters a family would otherwise ignore: a misspelt key must not
+    silently do nothing. `kind` None means the family takes no configuration at all."""
+    version = config.get("apiVersion", CONFIG_API_VERSION)
+    if version != CONFIG_API_VERSION:
+        raise FamilyError(device, f"config apiVersion {version!r} is not {CONFIG_API_VERSION}")
+    unknown = sorted(set(config) - _ENVELOPE - keys)
+    if kind is None and unknown:
+        raise FamilyError(device, f"this device takes no configuration (got {', '.join(unknown)})")
+    if kind is not None and config.get("kind", kind) != kind:
+        raise FamilyError(device, f"config kind {config.get('kind')!r} is not {kind}")
+    if unknown:
+        raise FamilyError(device, f"unknown config keys for {kind}: {', '.join(unknown)}")
+
+
 def dns_label(text: str) -> str:
     """A stable DNS label (<= 63 chars, [a-z0-9-]) for a path, address or serial."""
     label = _NOT_LABEL.sub("-", text.lower()).strip("-") or "device"

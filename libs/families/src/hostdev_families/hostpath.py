@@ -20,6 +20,7 @@ from hostdev_families.base import (
     ATTR_PATH,
     STD_PCI_BUS_ID,
     STD_PCIE_ROOT,
+    check_config,
     dns_label,
 )
 from hostdev_families.config import HostPathSpec
@@ -117,6 +118,7 @@ class HostPathFamily:
         return attrs
 
     def plan(self, device: Device, claim_uid: str, config: Mapping[str, Any]) -> HostUndo:
+        check_config(device.name, config, None)
         return HostUndo(device=device.name, family=FAMILY, edits=device.edits)
 
     def apply(self, plan: HostUndo) -> HostUndo:

@@ -27,6 +27,7 @@ from hostdev_families.base import (
     STD_PCIE_ROOT,
     FamilyError,
     HostRefused,
+    check_config,
     dns_label,
 )
 from hostdev_families.config import MdevSelector
@@ -153,6 +154,7 @@ class MdevFamily:
         return devices
 
     def plan(self, device: Device, claim_uid: str, config: Mapping[str, Any]) -> HostUndo:
+        check_config(device.name, config, None)
         instance = str(uuidlib.uuid4())  # recorded before creation, so a crash can clean it up
         return HostUndo(
             device=device.name,

@@ -10,7 +10,7 @@ from hostdev_events.alloc import group_entry
 from hostdev_events.inventory import Attribute, Device
 from hostdev_events.state import HostUndo
 from hostdev_families import pciattrs, vfio
-from hostdev_families.base import FamilyError, HostRefused
+from hostdev_families.base import FamilyError, HostRefused, check_config
 from hostdev_families.config import PciSelector
 from hostdev_sysfs import (
     HostRoot,
@@ -74,6 +74,7 @@ class PciFamily:
         )
 
     def plan(self, device: Device, claim_uid: str, config: Mapping[str, Any]) -> HostUndo:
+        check_config(device.name, config, None)
         return plan_group(self.root, FAMILY, device)
 
     def apply(self, plan: HostUndo) -> HostUndo:

@@ -10,12 +10,14 @@ from hostdev_events.alloc import group_entry
 from hostdev_events.inventory import Attribute, ContainerEdits, Device, NetDeviceEdit
 from hostdev_events.state import HostUndo
 from hostdev_families import pci, pciattrs, vfio
-from hostdev_families.base import FamilyError, HostRefused
+from hostdev_families.base import FamilyError, HostRefused, check_config
 from hostdev_families.config import SriovSelector
 from hostdev_families.netlink import VfNetlink, VfSettings
 from hostdev_sysfs import HostRoot, PciFunction, SysfsWriter, list_functions, read_function
 
 FAMILY = "sriov"
+CONFIG_KIND = "VfConfig"
+CONFIG_KEYS = frozenset({"mode", "vlan", "mac", "trust", "interfaceName"})
 MODES = ("vfio", "netdevice")
 _MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 _LINK_TYPES = {"1": "ethernet", "32": "infiniband"}
@@ -103,6 +105,7 @@ class SriovFamily:
         )
 
     def plan(self, device: Device, claim_uid: str, config: Mapping[str, Any]) -> HostUndo:
+        check_config(device.name, config, CONFIG_KIND, CONFIG_KEYS)
         mode = str(config.get("mode", device.params["mode"]))
         if mode not in MODES:
             raise FamilyError(device.name, f"mode {mode!r} is not one of {', '.join(MODES)}")

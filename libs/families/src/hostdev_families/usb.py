@@ -9,7 +9,7 @@ from typing import Any
 
 from hostdev_events.inventory import Attribute, ContainerEdits, Device, DeviceNodeEdit
 from hostdev_events.state import HostUndo
-from hostdev_families.base import ATTR_FAMILY, dns_label
+from hostdev_families.base import ATTR_FAMILY, check_config, dns_label
 from hostdev_families.config import UsbSelector
 from hostdev_sysfs import HostRoot, UsbDevice, list_usb
 
@@ -75,6 +75,7 @@ class UsbFamily:
         )
 
     def plan(self, device: Device, claim_uid: str, config: Mapping[str, Any]) -> HostUndo:
+        check_config(device.name, config, None)
         return HostUndo(
             device=device.name,
             family=FAMILY,
