@@ -174,3 +174,23 @@ def test_resource_names_map_to_kubevirt_env_names() -> None:
 
     assert env_suffix("nvidia.com/GRID_T4-1Q") == "NVIDIA_COM_GRID_T4-1Q"
     assert env_suffix("devices.kubevirt.io/nvme") == "DEVICES_KUBEVIRT_IO_NVME"
+
+
+async def test_list_and_watch_sends_a_new_list_when_a_device_comes_and_goes(
+    services: Services,
+    dp_kubelet: DevicePluginKubelet,
+    node_config: NodeConfig,
+    fake_host: FakeHost,
+) -> None:
+    """A new render node matching the resource's glob is added to the list; removing it
+    takes it out again."""
+    _configure(fake_host, node_config)
+    services.extra_env |= {"HOSTDEV_SCAN_SECONDS": "0.05", "HOSTDEV_GONE_SECONDS": "0"}
+    await _start(services, dp_kubelet)
+    await dp_kubelet.wait_for(RENDER, lambda d: len(d) == 1)
+    fake_host.device_node("/dev/dri/renderD129")
+    grown = await dp_kubelet.wait_for(RENDER, lambda d: len(d) == 2)
+    assert {d.id for d in grown} == {"dev-dri-renderd128", "dev-dri-renderd129"}
+    fake_host.remove("/dev/dri/renderD129")
+    shrunk = await dp_kubelet.wait_for(RENDER, lambda d: len(d) == 1)
+    assert [d.id for d in shrunk] == ["dev-dri-renderd128"]

@@ -17,6 +17,7 @@ from hostdev_testing.services import NodeConfig, Services
 NVME = "hostdev.k8s.io/nvme"
 VGPU = "hostdev.k8s.io/gvtg-v5-8"
 USB = "hostdev.k8s.io/sandisk"
+VF = "hostdev.k8s.io/x710-vf"
 
 
 def _usb_devices(slices: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -48,12 +49,14 @@ class TestOnTheAcceptanceHost:
             json.dumps(
                 {
                     "pci": [{"vendor": "144d"}],
+                    "sriov": [{"pf": "0000:3b:00.0"}],
                     "mdev": [{"parent": "0000:00:02.0", "types": ["i915-GVTg_V5_8"]}],
                     "usb": [{"vendor": "0781"}, {"vendor": "046d"}],
                     "resources": [
                         {"name": NVME, "family": "pci"},
                         {"name": VGPU, "family": "mdev"},
                         {"name": USB, "devices": ["usb-0781-*"]},
+                        {"name": VF, "family": "sriov"},
                     ],
                 }
             )
@@ -69,6 +72,17 @@ class TestOnTheAcceptanceHost:
         assert result.envs["PCI_RESOURCE_HOSTDEV_K8S_IO_NVME"] == "0000:01:00.0"
         assert (sample.root / "dev/vfio/12").exists()
         assert len(result.cdi_devices) == 1
+
+    async def test_vf_allocation_binds_the_vf_and_sets_its_address(
+        self, services: Services, dp_kubelet: DevicePluginKubelet, sample: SampleHost
+    ) -> None:
+        """A VF on iavf is bound to vfio-pci for the container; PCI_RESOURCE_<NAME> is its BDF."""
+        await services.start()
+        await dp_kubelet.wait_for(VF, lambda d: len(d) == 4, timeout=10)
+        result = await dp_kubelet.allocate(VF, ["vf-0000-3b-02-2"])
+        assert result.envs["PCI_RESOURCE_HOSTDEV_K8S_IO_X710-VF"] == "0000:3b:02.2"
+        driver = sample.root / "sys/bus/pci/devices/0000:3b:02.2/driver"
+        assert driver.resolve().name == "vfio-pci"
 
     async def test_mdev_allocation_sets_mdev_env_to_the_created_uuid(
         self, services: Services, dp_kubelet: DevicePluginKubelet, sample: SampleHost

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from hostdev_testing.apiserver.schema import OpenApi
 from hostdev_testing.cluster import Cluster
 from hostdev_testing.fakehost import FakeHost
+from hostdev_testing.schemas import schemas_dir
 from hostdev_testing.services import NodeConfig, Services
 
 
@@ -105,3 +107,16 @@ async def test_slice_deleted_by_someone_else_is_recreated(
         and current[0]["metadata"]["name"] != first["metadata"]["name"]
     )
     assert set(_devices(slices)) == set(_devices([first]))
+
+
+async def test_published_slices_validate_against_the_official_openapi_schema(
+    services: Services, cluster: Cluster
+) -> None:
+    """Every slice as stored validates against resource.k8s.io/v1's ResourceSlice schema."""
+    await services.start("discovery")
+    validator = OpenApi.load(schemas_dir()).validator("io.k8s.api.resource.v1.ResourceSlice")
+    slices = await cluster.slices()
+    assert slices
+    for item in slices:
+        body = {"apiVersion": "resource.k8s.io/v1", "kind": "ResourceSlice", **item}
+        assert list(validator.iter_errors(body)) == []
