@@ -10,7 +10,7 @@ import pytest
 
 from hostdev_testing.cluster import Cluster
 from hostdev_testing.fakehost import FakeHost
-from hostdev_testing.fakesysfs import SampleHost, acceptance_host, two_numa_host
+from hostdev_testing.fakesysfs import SampleHost, two_numa_host
 from hostdev_testing.kubelet_dp import DevicePluginKubelet
 from hostdev_testing.services import NodeConfig, Services
 
@@ -31,11 +31,6 @@ def _usb_devices(slices: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 class TestOnTheAcceptanceHost:
     """PCI, mdev and USB resources on the acceptance host."""
-
-    @pytest.fixture
-    def sample(self, short_dir: Path) -> SampleHost:
-        """NVMe, SR-IOV, iGPU with mdev types, two identical USB sticks and a receiver."""
-        return acceptance_host(short_dir / "root")
 
     @pytest.fixture
     def fake_host(self, sample: SampleHost) -> FakeHost:

@@ -12,7 +12,7 @@ import pytest
 
 from hostdev_testing.cluster import Allocated, Cluster
 from hostdev_testing.fakehost import FakeHost
-from hostdev_testing.fakesysfs import SampleHost, acceptance_host
+from hostdev_testing.fakesysfs import SampleHost
 from hostdev_testing.kubelet import KubeletSimulator, RegisteredPlugin
 from hostdev_testing.services import NodeConfig, Services
 
@@ -20,12 +20,6 @@ BASE = "/var/run/kubernetes.io/dra-device-attributes"
 SUPPORTED = "metadata.resource.k8s.io/v1alpha1"
 PCI_ADDRESS = re.compile(r"^([\da-fA-F]{4}):([\da-fA-F]{2}):([\da-fA-F]{2})\.([0-7]{1})$")
 CONFIG = {"pci": [{"vendor": "144d"}], "mdev": [{"parent": "0000:00:02.0"}]}
-
-
-@pytest.fixture
-def sample(short_dir: Path) -> SampleHost:
-    """The acceptance host."""
-    return acceptance_host(short_dir / "root")
 
 
 @pytest.fixture

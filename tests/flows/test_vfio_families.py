@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,7 +10,7 @@ import pytest
 from hostdev_testing.cluster import Allocated, Cluster
 from hostdev_testing.fakehost import FakeHost
 from hostdev_testing.fakenetlink import FakeNetlink
-from hostdev_testing.fakesysfs import FakeKernel, SampleHost, acceptance_host, snapshot
+from hostdev_testing.fakesysfs import FakeKernel, SampleHost, snapshot
 from hostdev_testing.kubelet import KubeletSimulator, RegisteredPlugin
 from hostdev_testing.services import NodeConfig, Services
 
@@ -27,12 +26,6 @@ CONFIG: dict[str, Any] = {
     "usb": [{"vendor": "0781"}, {"vendor": "046d"}],
     "hostPaths": [{"path": "/dev/kvm", "name": "kvm", "shared": True}],
 }
-
-
-@pytest.fixture
-def sample(short_dir: Path) -> SampleHost:
-    """The acceptance host: NVMe sharing a group, an SR-IOV PF with 4 VFs, a GPU with 2 mdev types."""
-    return acceptance_host(short_dir / "root")
 
 
 @pytest.fixture

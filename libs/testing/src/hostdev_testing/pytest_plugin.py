@@ -14,6 +14,7 @@ import pytest_asyncio
 from hostdev_testing.apiserver import ApiServer
 from hostdev_testing.cluster import Cluster
 from hostdev_testing.fakehost import DEMO_HOST_PATHS, FakeHost, demo_host
+from hostdev_testing.fakesysfs import SampleHost, acceptance_host
 from hostdev_testing.kubelet import KubeletSimulator
 from hostdev_testing.kubelet_dp import DevicePluginKubelet
 from hostdev_testing.nats import NatsServer
@@ -61,6 +62,13 @@ async def api_url() -> AsyncIterator[str]:
 def fake_host(short_dir: Path) -> FakeHost:
     """The demo host tree: kvm, a render node, vhost-net, tun, udmabuf, X11 directory."""
     return demo_host(short_dir / "root")
+
+
+@pytest.fixture
+def sample(short_dir: Path) -> SampleHost:
+    """The acceptance host: NVMe sharing its IOMMU group, an SR-IOV PF with 4 VFs, an iGPU with
+    two mdev types, identical USB sticks. Tests using it override `fake_host` with its root."""
+    return acceptance_host(short_dir / "root")
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -27,6 +28,7 @@ R = TypeVar("R", PrepareClaimsReply, UnprepareClaimsReply)
 
 KUBELET_TIMEOUT = 45.0  # what the kubelet allows a prepare or unprepare when no deadline came
 REPLY_MARGIN = 0.05  # leave time to build and send the gRPC answer
+NO_RESULT = "the preparer returned no result for this claim"
 
 
 class DriverUnavailable(Exception):
@@ -40,66 +42,55 @@ class ClaimCalls:
     node: str
     bus: Bus
 
-    def _check(self, claim: ClaimRef) -> str:
-        if not claim.uid:
-            return "claim has no UID"
-        if not claim.name or not claim.namespace:
-            return f"claim {claim.uid} has no name or namespace"
-        return ""
+    def _split(self, claims: list[ClaimRef]) -> tuple[dict[str, str], tuple[ClaimRef, ...]]:
+        """Errors for claims the kubelet sent incomplete, and the claims to pass on."""
+        errors: dict[str, str] = {}
+        for claim in claims:
+            if not claim.uid:
+                errors[claim.uid] = "claim has no UID"
+            elif not claim.name or not claim.namespace:
+                errors[claim.uid] = f"claim {claim.uid} has no name or namespace"
+        return errors, tuple(c for c in claims if c.uid not in errors)
+
+    def _span(self, name: str, claims: list[ClaimRef]) -> AbstractContextManager[trace.Span]:
+        return tracer.start_as_current_span(
+            name,
+            kind=trace.SpanKind.SERVER,
+            attributes={
+                telemetry.ATTR_CLAIM_UID: [c.uid for c in claims],
+                telemetry.ATTR_NODE: self.node,
+            },
+        )
 
     async def prepare(
         self, claims: list[ClaimRef], remaining: float | None
     ) -> dict[str, ClaimOutcome]:
         """One outcome per requested UID, in request order."""
-        outcomes = {c.uid: ClaimOutcome(error=e) for c in claims if (e := self._check(c))}
-        valid = tuple(c for c in claims if c.uid not in outcomes)
-        with tracer.start_as_current_span(
-            "NodePrepareResources",
-            kind=trace.SpanKind.SERVER,
-            attributes={
-                telemetry.ATTR_CLAIM_UID: [c.uid for c in claims],
-                telemetry.ATTR_NODE: self.node,
-            },
-        ):
+        errors, valid = self._split(claims)
+        outcomes = {uid: ClaimOutcome(error=e) for uid, e in errors.items()}
+        with self._span("NodePrepareResources", claims):
             if valid:
                 timeout = _budget(remaining)
-                reply = await self._request(
-                    subjects.claims_prepare(self.node),
-                    PrepareClaims(claims=valid, timeout_ms=int(timeout * 1000)),
-                    PrepareClaimsReply,
-                    timeout,
-                )
+                message = PrepareClaims(claims=valid, timeout_ms=int(timeout * 1000))
+                subject = subjects.claims_prepare(self.node)
+                reply = await self._request(subject, message, PrepareClaimsReply, timeout)
                 for claim in valid:
                     outcomes[claim.uid] = reply.outcomes.get(
-                        claim.uid,
-                        ClaimOutcome(error="the preparer returned no result for this claim"),
+                        claim.uid, ClaimOutcome(error=NO_RESULT)
                     )
         return {c.uid: outcomes[c.uid] for c in claims}
 
     async def unprepare(self, claims: list[ClaimRef], remaining: float | None) -> dict[str, str]:
         """One error text per requested UID; empty means unprepared."""
-        errors = {c.uid: e for c in claims if (e := self._check(c))}
-        valid = tuple(c for c in claims if c.uid not in errors)
-        with tracer.start_as_current_span(
-            "NodeUnprepareResources",
-            kind=trace.SpanKind.SERVER,
-            attributes={
-                telemetry.ATTR_CLAIM_UID: [c.uid for c in claims],
-                telemetry.ATTR_NODE: self.node,
-            },
-        ):
+        errors, valid = self._split(claims)
+        with self._span("NodeUnprepareResources", claims):
             if valid:
                 timeout = _budget(remaining)
-                reply = await self._request(
-                    subjects.claims_unprepare(self.node),
-                    UnprepareClaims(claims=valid, timeout_ms=int(timeout * 1000)),
-                    UnprepareClaimsReply,
-                    timeout,
-                )
+                message = UnprepareClaims(claims=valid, timeout_ms=int(timeout * 1000))
+                subject = subjects.claims_unprepare(self.node)
+                reply = await self._request(subject, message, UnprepareClaimsReply, timeout)
                 for claim in valid:
-                    errors[claim.uid] = reply.errors.get(
-                        claim.uid, "the preparer returned no result for this claim"
-                    )
+                    errors[claim.uid] = reply.errors.get(claim.uid, NO_RESULT)
         return {c.uid: errors[c.uid] for c in claims}
 
     async def _request(
