@@ -23,7 +23,7 @@ fmt:
 lint:
     ruff format --check .
     ruff check .
-    mypy libs/*/src services/*/src scripts tests libs/*/tests/*.py services/*/tests/*.py
+    mypy libs/*/src services/*/src scripts tests bench libs/*/tests/*.py services/*/tests/*.py
     lint-imports
 
 # Regenerate the kubelet gRPC code from proto/.

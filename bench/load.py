@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from bench.cpu import CpuMeter, CpuUse
 from bench.stack import Work
 from bench.stats import Summary, summarize
 
@@ -33,6 +34,7 @@ class LevelResult:
     prepare_by_kind: dict[str, list[float]] = field(default_factory=dict)
     errors: int = 0
     error_samples: list[str] = field(default_factory=list)
+    cpu: CpuUse | None = None
 
     @property
     def cycles(self) -> int:
@@ -69,11 +71,17 @@ class LevelResult:
             },
             "errors": self.errors,
             "error_samples": self.error_samples,
+            "cpu": self.cpu.as_json(self.cycles) if self.cpu else None,
         }
 
 
-async def run_level(target: Target, work: Sequence[Sequence[Work]]) -> LevelResult:
-    """One task per caller, each looping prepare → unprepare over its own claims."""
+async def run_level(
+    target: Target, work: Sequence[Sequence[Work]], pids: Mapping[str, int] | None = None
+) -> LevelResult:
+    """One task per caller, each looping prepare → unprepare over its own claims.
+
+    With `pids`, the CPU time of those processes (and of the machine) is measured too.
+    """
     result = LevelResult(callers=len(work))
 
     async def caller(items: Sequence[Work]) -> None:
@@ -91,7 +99,11 @@ async def run_level(target: Target, work: Sequence[Sequence[Work]]) -> LevelResu
             result.unprepare_s.append(t2 - t1)
             result.prepare_by_kind.setdefault(item.kind, []).append(t1 - t0)
 
+    meter = CpuMeter(pids or {})
+    meter.start()
     started = time.perf_counter()
     await asyncio.gather(*(caller(items) for items in work))
     result.wall_s = time.perf_counter() - started
+    if pids:
+        result.cpu = meter.stop()
     return result

@@ -38,7 +38,7 @@ class PeakSampler:
     """Samples VmRSS of some processes every `interval` seconds and keeps each one's maximum."""
 
     pids: Mapping[str, int]
-    interval: float = 0.1
+    interval: float = 0.25
     peaks: dict[str, float] = field(default_factory=dict)
 
     def sample(self) -> None:

@@ -6,7 +6,7 @@ import asyncio
 import statistics
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -134,8 +134,12 @@ async def run_stack(
     *,
     cold_starts: int,
     settle_s: float,
+    other_pids: Mapping[str, int],
 ) -> StackResult:
-    """Cold-start the services (`cold_starts` times), then warm up and run every level."""
+    """Cold-start the services (`cold_starts` times), then warm up and run every level.
+
+    `other_pids` (nats-server, the API emulator, this process) are metered with the services.
+    """
     result = StackResult()
     config.registry_dir.mkdir(parents=True, exist_ok=True)
     async with running_services(config) as services:
@@ -158,7 +162,7 @@ async def run_stack(
             sampler = PeakSampler(pids)
             async with sampler.running():
                 for work in levels:
-                    result.levels.append(await run_level(target, work))
+                    result.levels.append(await run_level(target, work, {**pids, **other_pids}))
             result.after_load_mib = _read(pids, rss_mib)
             result.peak_mib = dict(sampler.peaks)
             result.hwm_mib = _read(pids, hwm_mib)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import os
 import platform
+import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -178,6 +179,24 @@ def targets(
     return out
 
 
+def code(repo: Path) -> dict[str, Any]:
+    """Which code was measured: the commit, and files of libs/ and services/ changed since."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--", "libs", "services"],
+            cwd=repo,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return {"head": None, "changed": []}
+    return {"head": head, "changed": [line[3:] for line in status.splitlines()]}
+
+
 def machine(workdir: Path, workdir_fs: str) -> dict[str, Any]:
     """Facts about where the figures were taken."""
     model = ""
@@ -233,6 +252,44 @@ def level_table(title: str, levels: Sequence[LevelResult]) -> str:
         for lv in levels
     ]
     return table(title, header, rows)
+
+
+CPU_COLUMNS = (
+    ("gateway", "gateway"),
+    ("discovery", "discovery"),
+    ("allocator", "allocator"),
+    ("preparer", "preparer"),
+    ("cdi-writer", "cdi-writer"),
+    ("nats-server", "nats"),
+    ("api emulator", "api"),
+    ("bench (kubelet side)", "bench"),
+)
+
+
+def cpu_table(stack: Sequence[LevelResult], floor: Sequence[LevelResult]) -> str:
+    """CPU milliseconds per prepare+unprepare cycle, by process, and the machine's other load."""
+    header = ("level", *(short for _, short in CPU_COLUMNS), "total", "other", "steal")
+    rows: list[Sequence[object]] = []
+    for name, levels in (("stack", stack), ("floor", floor)):
+        for lv in levels:
+            if lv.cpu is None:
+                continue
+            per_cycle = lv.cpu.per_cycle_ms(lv.cycles)
+            rows.append(
+                (
+                    f"{name}, {lv.callers} caller{'s' if lv.callers > 1 else ''}",
+                    *(per_cycle.get(key, float("nan")) for key, _ in CPU_COLUMNS),
+                    sum(per_cycle.values()),
+                    lv.cpu.other_cores,
+                    lv.cpu.steal_cores,
+                )
+            )
+    return table(
+        "CPU per prepare+unprepare cycle (ms) by process; other/steal: average CPUs busy "
+        "outside the benchmark / taken by the hypervisor",
+        header,
+        rows,
+    )
 
 
 def slices_table(sizes: Sequence[SizeResult], skipped: Sequence[int]) -> str:

@@ -16,10 +16,11 @@ if __package__ in (None, ""):  # run as a script: make `bench` importable from t
 import argparse
 import asyncio
 import json
+import os
 import shutil
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from bench import report
@@ -63,7 +64,7 @@ class Sizes:
 
 FULL = Sizes(
     warmup_cycles=10,
-    levels=((1, 300), (4, 100), (16, 30), (64, 8)),
+    levels=((1, 1000), (4, 250), (16, 80), (64, 20)),
     cold_starts=3,
     slice_sizes=SLICE_SIZES,
     settle_s=2.0,
@@ -90,7 +91,10 @@ class Results:
     floor: list[LevelResult]
     stack: StackResult
     slices: list[SizeResult]
+    claims: int = 0
+    claims_s: float = 0.0
     duration_s: float = 0.0
+    code: dict[str, Any] = field(default_factory=dict)
 
 
 async def _claims(
@@ -104,9 +108,17 @@ async def _claims(
     return warmup, levels
 
 
+def _others(nats_server: NatsServer, api: ApiProcess) -> dict[str, int]:
+    others = {"api emulator": api.pid, "bench (kubelet side)": os.getpid()}
+    if nats_server.proc is not None:
+        others["nats-server"] = nats_server.proc.pid
+    return others
+
+
 async def _measure(sizes: Sizes, base: Path) -> Results:
     started = time.perf_counter()
     facts = report.machine(base, filesystem_type(base))
+    measured_code = report.code(REPO_ROOT)
     nats_dir = Path(tempfile.mkdtemp(prefix="hdb-nats-", dir="/tmp"))
     nats_server = NatsServer(nats_dir)
     nats_url = nats_server.start()
@@ -124,6 +136,7 @@ async def _measure(sizes: Sizes, base: Path) -> Results:
             devices_config=host.write_config(base / "devices.yaml", HOST_PATHS),
         )
         _progress("creating claims in the API emulator")
+        claims_started = time.perf_counter()
         async with Cluster(api_url, NODE, DRIVER) as cluster:
             await cluster.create_node()
             await cluster.create_namespace(NAMESPACE)
@@ -132,12 +145,15 @@ async def _measure(sizes: Sizes, base: Path) -> Results:
             decoded = await fetch_claims(
                 cluster, flatten(floor_warm) + [w for lv in floor_work for w in flatten(lv)]
             )
+        claims_s = time.perf_counter() - claims_started
+        claims = sum(len(flatten(w)) for w in (floor_warm, stack_warm, *floor_work, *stack_work))
 
         _progress("floor: preparer handlers in this process")
         deps = await floor_deps(host.root, config.devices_config, base / "floor-cdi", decoded)
         target = FloorTarget(deps)
         await run_level(target, floor_warm)
-        floor = [await run_level(target, work) for work in floor_work]
+        me = {"bench (kubelet side)": os.getpid()}
+        floor = [await run_level(target, work, me) for work in floor_work]
 
         imports = {}
         if sizes.import_times:
@@ -150,6 +166,7 @@ async def _measure(sizes: Sizes, base: Path) -> Results:
             stack_work,
             cold_starts=sizes.cold_starts,
             settle_s=sizes.settle_s,
+            other_pids=_others(nats_server, api),
         )
         stack.import_s = imports
 
@@ -161,7 +178,17 @@ async def _measure(sizes: Sizes, base: Path) -> Results:
         await api.stop()
         nats_server.stop()
         shutil.rmtree(nats_dir, ignore_errors=True)
-    return Results(sizes, facts, floor, stack, slices, time.perf_counter() - started)
+    return Results(
+        sizes,
+        facts,
+        floor,
+        stack,
+        slices,
+        claims,
+        claims_s,
+        time.perf_counter() - started,
+        code=measured_code,
+    )
 
 
 def _json(results: Results, found: list[report.Target], short: bool) -> dict[str, Any]:
@@ -171,7 +198,9 @@ def _json(results: Results, found: list[report.Target], short: bool) -> dict[str
         "mode": "short" if short else "full",
         "duration_s": round(results.duration_s, 2),
         "machine": results.machine,
+        "code": results.code,
         "settings": asdict(results.sizes),
+        "setup": {"claims_created": results.claims, "claims_s": round(results.claims_s, 2)},
         "prepare": {
             "warmup": stack.warmup.as_json() if stack.warmup else None,
             "levels": [lv.as_json() for lv in stack.levels],
@@ -209,6 +238,7 @@ def _print(results: Results, found: list[report.Target]) -> None:
             stack.levels,
         ),
         floor_text,
+        report.cpu_table(stack.levels, results.floor),
         report.slices_table(results.slices, skipped),
         report.memory_table(stack),
         report.cold_start_table(stack),
@@ -217,8 +247,15 @@ def _print(results: Results, found: list[report.Target]) -> None:
     m = results.machine
     print(
         f"machine: {m['nproc']} CPUs, {m['cpu_model']}, Python {m['python']}, {m['date']}, "
-        f"work dir on {m['workdir_fs']}, load {' '.join(m['loadavg_at_start'])}\n"
+        f"work dir on {m['workdir_fs']}, load {' '.join(m['loadavg_at_start'])}"
     )
+    head, changed = results.code.get("head"), results.code.get("changed", [])
+    if head:
+        print(
+            f"code: {head[:12]}"
+            + (f" + {len(changed)} changed file(s) in libs/ services/" if changed else "")
+        )
+    print()
     print("\n\n".join(sections))
     print(f"\ntook {results.duration_s:.1f} s")
 

@@ -17,14 +17,19 @@ class Summary:
     max: float
     mean: float
 
-    def as_json(self) -> dict[str, float | int]:
+    def as_json(self) -> dict[str, float | int | None]:
         return {
             "n": self.n,
-            "p50": round(self.p50, 4),
-            "p99": round(self.p99, 4),
-            "max": round(self.max, 4),
-            "mean": round(self.mean, 4),
+            "p50": _finite(self.p50),
+            "p99": _finite(self.p99),
+            "max": _finite(self.max),
+            "mean": _finite(self.mean),
         }
+
+
+def _finite(value: float) -> float | None:
+    """JSON has no NaN: a figure without samples is null."""
+    return None if math.isnan(value) else round(value, 4)
 
 
 def percentile(ordered: Sequence[float], q: float) -> float:

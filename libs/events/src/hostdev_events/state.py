@@ -48,6 +48,9 @@ class HostUndo(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     # What the workload learns about the device (KEP-5304 metadata): the published
     # attributes plus what only prepare knows, such as a created mdev's UUID.
     attributes: dict[str, Attribute] = {}
+    # The edits are already the final ones (a PCI group, a host path), so the spec can be
+    # written before the host actions run; false while apply has still to find them out.
+    final_edits: bool = True
 
 
 class Checkpoint(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):

@@ -39,6 +39,9 @@ class Family(Protocol):
     """
 
     name: str
+    # Whether plan/apply/unprepare touch the filesystem; callers hand blocking families
+    # to a thread and call the others inline (a thread hop costs more than their work).
+    blocking: bool
 
     def discover(self) -> list[Device]:
         """Every device of this family on the node, with stable names."""

@@ -35,6 +35,7 @@ class HostPathFamily:
     """Configured host paths; nothing to do on the host but hand them over."""
 
     name = FAMILY
+    blocking = False
 
     def __init__(self, root: HostRoot, specs: tuple[HostPathSpec, ...]) -> None:
         self.root = root
@@ -119,7 +120,9 @@ class HostPathFamily:
 
     def plan(self, device: Device, claim_uid: str, config: Mapping[str, Any]) -> HostUndo:
         check_config(device.name, config, None)
-        return HostUndo(device=device.name, family=FAMILY, edits=device.edits)
+        return HostUndo(
+            device=device.name, family=FAMILY, edits=device.edits, attributes=device.attributes
+        )
 
     def apply(self, plan: HostUndo) -> HostUndo:
         return plan  # access is all a host path needs

@@ -82,6 +82,7 @@ class MdevFamily:
     """Types of selected parents; prepare creates the mdev, unprepare removes it."""
 
     name = FAMILY
+    blocking = True
 
     def __init__(
         self, root: HostRoot, writer: SysfsWriter, selectors: tuple[MdevSelector, ...]
@@ -164,6 +165,7 @@ class MdevFamily:
                 "type": device.params["type"],
                 "uuid": instance,
             },
+            final_edits=False,  # the mdev's IOMMU group is known once it exists
             attributes={**device.attributes, ATTR_MDEV_UUID: Attribute(string=instance)},
         )
 

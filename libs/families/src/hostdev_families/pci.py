@@ -30,6 +30,7 @@ class PciFamily:
     """Selected PCI functions; prepare moves the function's whole IOMMU group to vfio-pci."""
 
     name = FAMILY
+    blocking = True
 
     def __init__(
         self, root: HostRoot, writer: SysfsWriter, selectors: tuple[PciSelector, ...]

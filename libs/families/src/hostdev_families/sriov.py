@@ -27,6 +27,7 @@ class SriovFamily:
     """VFs of selected PFs; VF settings go through netlink on the PF and are reverted."""
 
     name = FAMILY
+    blocking = True
 
     def __init__(
         self,
@@ -142,6 +143,7 @@ class SriovFamily:
             data=data,
             edits=base.edits,
             attributes=device.attributes,
+            final_edits=mode == "vfio",  # a netdevice's interface name comes with its driver
         )
 
     def apply(self, plan: HostUndo) -> HostUndo:

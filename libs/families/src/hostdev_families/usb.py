@@ -20,6 +20,7 @@ class UsbFamily:
     """Selected USB devices; nothing to do on the host but hand over the node."""
 
     name = FAMILY
+    blocking = False
 
     def __init__(self, root: HostRoot, selectors: tuple[UsbSelector, ...]) -> None:
         self.root = root

@@ -6,6 +6,7 @@ import json
 import logging
 from collections.abc import AsyncIterator
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import aiohttp
 import msgspec
@@ -23,14 +24,18 @@ T = TypeVar("T")
 _ERRORS: dict[int, type[KubeError]] = {404: NotFound, 409: Conflict, 410: Gone}
 
 
-def _error(err: ApiException) -> KubeError:
-    reason, message = str(err.reason), str(err.body or "")
+def _status_error(code: int, reason: str, body: bytes | str | None) -> KubeError:
+    message = body.decode(errors="replace") if isinstance(body, bytes) else str(body or "")
     try:
-        status = json.loads(err.body or b"")
+        status = json.loads(body or b"")
         reason, message = status.get("reason", reason), status.get("message", message)
     except (TypeError, ValueError):
         pass  # not a Status body (a proxy's error page, say): keep the HTTP reason
-    return _ERRORS.get(int(err.status or 0), KubeError)(int(err.status or 0), reason, message)
+    return _ERRORS.get(code, KubeError)(code, reason, message)
+
+
+def _error(err: ApiException) -> KubeError:
+    return _status_error(int(err.status or 0), str(err.reason), err.body)
 
 
 class Kube:
@@ -40,6 +45,8 @@ class Kube:
         self._api = api
         self._core = k8s.CoreV1Api(api)
         self._resource = k8s.ResourceV1Api(api)
+        self._configuration: k8s.Configuration = api.configuration
+        self._fast: aiohttp.ClientSession | None = None
 
     @classmethod
     async def connect(cls, url: str = "") -> Kube:
@@ -55,7 +62,9 @@ class Kube:
         return cls(k8s.ApiClient(configuration))
 
     async def close(self) -> None:
-        """Close the HTTP session."""
+        """Close the HTTP sessions."""
+        if self._fast is not None:
+            await self._fast.close()
         await self._api.close()
 
     async def _call(self, kind: type[T], method: Any, *args: Any, **kwargs: Any) -> T:
@@ -68,10 +77,47 @@ class Kube:
             raise KubeError(0, "Unreachable", str(err)) from err
         return msgspec.json.decode(data, type=kind)
 
+    def _session(self) -> aiohttp.ClientSession:
+        """The generated client's connection pool (its TLS and client certificates), without
+        looking up proxy variables on every request unless a proxy is configured."""
+        if self._fast is None:
+            shared: aiohttp.ClientSession = self._api.rest_client.pool_manager
+            if self._configuration.proxy:
+                return shared
+            self._fast = aiohttp.ClientSession(
+                connector=shared.connector, connector_owner=False, read_bufsize=2**21
+            )
+        return self._fast
+
+    async def _get(self, kind: type[T], path: str) -> T:
+        """A plain GET on the client's own session, TLS and credentials.
+
+        The generated client spends about half a millisecond per call preparing the
+        request; reading a claim is on every prepare, so it skips that layer.
+        """
+        headers = {"Accept": "application/json"}
+        for auth in (await self._configuration.auth_settings()).values():
+            headers[auth["key"]] = auth["value"]
+        extra: dict[str, Any] = {}
+        if self._configuration.tls_server_name:
+            extra["server_hostname"] = self._configuration.tls_server_name
+        try:
+            async with self._session().get(
+                f"{self._configuration.host}{path}", headers=headers, **extra
+            ) as response:
+                data = await response.read()
+                status, reason = response.status, response.reason or ""
+        except aiohttp.ClientError as err:
+            raise KubeError(0, "Unreachable", str(err)) from err
+        if status >= 400:
+            raise _status_error(status, reason, data)
+        return msgspec.json.decode(data, type=kind)
+
     async def get_claim(self, namespace: str, name: str) -> ResourceClaim:
         """Read a ResourceClaim (resource.k8s.io/v1)."""
-        return await self._call(
-            ResourceClaim, self._resource.read_namespaced_resource_claim, name, namespace
+        return await self._get(
+            ResourceClaim,
+            f"/apis/resource.k8s.io/v1/namespaces/{quote(namespace)}/resourceclaims/{quote(name)}",
         )
 
     async def get_node(self, name: str) -> Node:

@@ -52,11 +52,10 @@ class Ledger:
         return current
 
     async def _write(self, entry: str, hold: Hold, revision: int) -> None:
+        # A released entry is written empty, never deleted: creating a key over its delete
+        # marker costs JetStream three round trips, an update of a live key one.
         key = subjects.device_key(self.node, entry)
-        if not hold.holders:
-            await self.kv.delete(key, last=revision or None)
-            self._cache[entry] = (Hold(), 0)
-        elif revision == 0:
+        if revision == 0:
             self._cache[entry] = (hold, await self.kv.create(key, hold))
         else:
             self._cache[entry] = (hold, await self.kv.update(key, hold, last=revision))
@@ -107,7 +106,11 @@ class Ledger:
         released: list[str] = []
         for entry in sorted(set(entries)):
             async with self._lock(entry):
-                hold, _ = await self._read(entry, fresh=True)
+                # The cache is enough here: if another instance wrote since, the
+                # compare-and-set in _change fails and it reads again.
+                hold, _ = await self._read(entry)
+                if owner not in hold.holders:  # not in our copy: make sure before skipping
+                    hold, _ = await self._read(entry, fresh=True)
                 if owner in hold.holders and await self._change(entry, _remove(owner)):
                     released.append(entry)
         return tuple(released)

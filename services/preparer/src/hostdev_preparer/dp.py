@@ -21,7 +21,15 @@ from hostdev_events.dp import (
     ReleaseAllocations,
 )
 from hostdev_events.state import AllocatedDevice, Checkpoint, ClaimStep
-from hostdev_preparer.flow import Call, Deps, complete, failure, inventory_device, undo
+from hostdev_preparer.flow import (
+    Call,
+    Deps,
+    complete,
+    failure,
+    inventory_device,
+    run_family,
+    undo,
+)
 from hostdev_runtime import telemetry
 from hostdev_runtime.errors import HandlerError
 
@@ -68,9 +76,8 @@ async def _allocate(allocation: DpAllocation, call: Call) -> DpPrepared:
                     return _prepared(allocation, checkpoint)  # the kubelet reused the ID
                 await undo(call, checkpoint, revision)
             device = await inventory_device(call, allocation.device)
-            plan = await asyncio.to_thread(
-                call.family(device.family).plan, device, call.claim.uid, {}
-            )
+            family = call.family(device.family)
+            plan = await run_family(family.blocking, family.plan, device, call.claim.uid, {})
             checkpoint = Checkpoint(
                 claim=call.claim,
                 step=ClaimStep.PREPARING,

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol, TypeVar
 
 import msgspec
 from opentelemetry import trace
 
 from hostdev_bus import Bus, BusError, KvStore, RemoteError
-from hostdev_cdi import CdiError
+from hostdev_cdi import CdiError, Spec
 from hostdev_events import subjects
 from hostdev_events.alloc import (
     DeviceWant,
@@ -21,10 +21,16 @@ from hostdev_events.alloc import (
     Reserved,
     ReserveDevices,
 )
-from hostdev_events.cdi import CdiSpecsRemoved, CdiSpecsWritten, RemoveCdiSpecs, WriteCdiSpecs
+from hostdev_events.cdi import (
+    CdiSpecsRemoved,
+    CdiSpecsWritten,
+    RemoveCdiSpecs,
+    RequestMetadata,
+    WriteCdiSpecs,
+)
 from hostdev_events.claims import ClaimRef
 from hostdev_events.inventory import Device
-from hostdev_events.state import Checkpoint, ClaimStep
+from hostdev_events.state import Checkpoint, ClaimStep, HostUndo
 from hostdev_families import Family, FamilyError, HostRefused
 from hostdev_kube import KubeError, ResourceClaim
 from hostdev_preparer import machine
@@ -35,6 +41,7 @@ from hostdev_runtime.clock import Clock
 from hostdev_runtime.metrics import ClaimMetrics
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 tracer = trace.get_tracer("hostdev_preparer")
 
 # Upper bound for one hop when the kubelet's deadline is far away (it allows 45 s).
@@ -91,6 +98,13 @@ class Call:
         return family
 
 
+async def run_family(blocking: bool, work: Callable[..., T], *args: Any) -> T:
+    """Call family code in a thread when it does file I/O, inline when it does not."""
+    if blocking:
+        return await asyncio.to_thread(work, *args)
+    return work(*args)
+
+
 def error_kind(err: Exception) -> str:
     """A short, stable label for metrics: what kind of failure this was."""
     if isinstance(err, RemoteError):
@@ -139,53 +153,82 @@ async def complete(
 ) -> Checkpoint:
     """Reserve, apply, write specs, record the outcome; on failure undo everything.
 
+    When every plan already knows its final edits (host paths, USB, PCI functions), the
+    specs are written while the devices are reserved and set up: a spec the runtime is
+    never told about does no harm, and a failure removes it again. An mdev's group is
+    known only once it exists, so then the write waits for the host actions.
+
     Returns the completed checkpoint: its outcome for the kubelet, its applied plans
     (with their final edits) for the device-plugin path.
     """
-    deps = call.deps
     uid = call.claim.uid
-    wanted = wants(checkpoint)
+    with_metadata = call.deps.device_metadata and metadata
     try:
-        with tracer.start_as_current_span("reserve devices"):
-            await deps.bus.request(
-                subjects.alloc_reserve(deps.node),
-                ReserveDevices(owner=uid, devices=wanted),
-                Reserved,
-                call.hop(),
+        if all(p.final_edits for p in checkpoint.undo):
+            # Both must have finished before a rollback: a write still under way would put
+            # back the spec the rollback removed.
+            writing, reserving = await asyncio.gather(
+                _write_specs(call, checkpoint, list(checkpoint.undo), with_metadata),
+                _reserve_and_apply(call, checkpoint),
+                return_exceptions=True,
             )
-        applied = []
-        for plan in checkpoint.undo:
-            with tracer.start_as_current_span(
-                "host actions", attributes={telemetry.ATTR_DEVICE: plan.device}
-            ):
-                applied.append(await asyncio.to_thread(call.family(plan.family).apply, plan))
-        spec = machine.claim_spec(deps.driver, uid, applied)
-        items = (
-            machine.metadata_items(deps.driver, checkpoint, applied)
-            if deps.device_metadata and metadata
-            else ()
-        )
-        with tracer.start_as_current_span("write CDI spec"):
-            specs = tuple(msgspec.Raw(s) for s in machine.encoded_specs(spec))
-            if specs or items:
-                await deps.bus.request(
-                    subjects.cdi_write(deps.node),
-                    WriteCdiSpecs(owner=uid, specs=specs, metadata=items),
-                    CdiSpecsWritten,
-                    call.hop(),
-                )
+            if isinstance(reserving, BaseException):
+                raise reserving
+            if isinstance(writing, BaseException):
+                raise writing
+            written, applied = writing, reserving
+        else:
+            applied = await _reserve_and_apply(call, checkpoint)
+            written = await _write_specs(call, checkpoint, applied, with_metadata)
+        spec, items = written
         result = machine.outcome(
-            deps.driver, uid, checkpoint.devices, spec, frozenset(i.request for i in items)
+            call.deps.driver, uid, checkpoint.devices, spec, frozenset(i.request for i in items)
         )
         done = msgspec.structs.replace(
             checkpoint, step=ClaimStep.COMPLETED, undo=tuple(applied), outcome=result
         )
-        await deps.checkpoints.update(call.key, done, last=revision)
-    except Exception:
+        await call.deps.checkpoints.update(call.key, done, last=revision)
+    except BaseException:
         await rollback(call, checkpoint, revision)
         raise
     logger.info("claim prepared", extra={telemetry.ATTR_CLAIM_UID: uid})
     return done
+
+
+async def _reserve_and_apply(call: Call, checkpoint: Checkpoint) -> list[HostUndo]:
+    with tracer.start_as_current_span("reserve devices"):
+        await call.deps.bus.request(
+            subjects.alloc_reserve(call.deps.node),
+            ReserveDevices(owner=call.claim.uid, devices=wants(checkpoint)),
+            Reserved,
+            call.hop(),
+        )
+    applied = []
+    for plan in checkpoint.undo:
+        with tracer.start_as_current_span(
+            "host actions", attributes={telemetry.ATTR_DEVICE: plan.device}
+        ):
+            family = call.family(plan.family)
+            applied.append(await run_family(family.blocking, family.apply, plan))
+    return applied
+
+
+async def _write_specs(
+    call: Call, checkpoint: Checkpoint, plans: list[HostUndo], with_metadata: bool
+) -> tuple[Spec | None, tuple[RequestMetadata, ...]]:
+    deps = call.deps
+    spec = machine.claim_spec(deps.driver, call.claim.uid, plans)
+    items = machine.metadata_items(deps.driver, checkpoint, plans) if with_metadata else ()
+    with tracer.start_as_current_span("write CDI spec"):
+        specs = tuple(msgspec.Raw(s) for s in machine.encoded_specs(spec))
+        if specs or items:
+            await deps.bus.request(
+                subjects.cdi_write(deps.node),
+                WriteCdiSpecs(owner=call.claim.uid, specs=specs, metadata=items),
+                CdiSpecsWritten,
+                call.hop(),
+            )
+    return spec, items
 
 
 def wants(checkpoint: Checkpoint) -> tuple[DeviceWant, ...]:
@@ -221,7 +264,8 @@ async def undo(call: Call, checkpoint: Checkpoint, revision: int) -> None:
         with tracer.start_as_current_span(
             "undo host actions", attributes={telemetry.ATTR_DEVICE: plan.device}
         ):
-            await asyncio.to_thread(call.family(plan.family).unprepare, plan)
+            family = call.family(plan.family)
+            await run_family(family.blocking, family.unprepare, plan)
     with tracer.start_as_current_span("release devices"):
         await deps.bus.request(
             subjects.alloc_release(deps.node),

@@ -17,7 +17,7 @@ from hostdev_events.claims import (
     UnprepareClaimsReply,
 )
 from hostdev_events.state import AllocatedDevice, Checkpoint, ClaimStep, HostUndo
-from hostdev_kube import NotFound
+from hostdev_kube import NotFound, ResourceClaim
 from hostdev_preparer import machine
 from hostdev_preparer.flow import (
     Call,
@@ -27,6 +27,7 @@ from hostdev_preparer.flow import (
     failure,
     family_label,
     inventory_device,
+    run_family,
     undo,
 )
 from hostdev_runtime import telemetry
@@ -80,16 +81,23 @@ async def _prepare_one(call: Call) -> ClaimOutcome:
 
 
 async def _prepare(call: Call) -> ClaimOutcome:
-    found = await call.deps.checkpoints.get(call.key)
-    if found is not None:
-        checkpoint, revision = found
-        if checkpoint.step == ClaimStep.COMPLETED and checkpoint.outcome is not None:
-            return checkpoint.outcome  # idempotent: the same answer as the first time
-        if checkpoint.step == ClaimStep.UNPREPARING:
-            await undo(call, checkpoint, revision)
-        else:
-            return await _outcome(call, checkpoint, revision)
-    checkpoint = await _plan(call)
+    # The claim is read while the checkpoint is looked up: most prepares are new claims
+    # that need both, and a repeated one simply drops the read.
+    reading = asyncio.ensure_future(_read_claim(call))
+    try:
+        found = await call.deps.checkpoints.get(call.key)
+        if found is not None:
+            checkpoint, revision = found
+            if checkpoint.step == ClaimStep.COMPLETED and checkpoint.outcome is not None:
+                return checkpoint.outcome  # idempotent: the same answer as the first time
+            if checkpoint.step == ClaimStep.UNPREPARING:
+                await undo(call, checkpoint, revision)
+            else:
+                return await _outcome(call, checkpoint, revision)
+        claim = await reading
+    finally:
+        _settle(reading)
+    checkpoint = await _plan(call, claim)
     try:
         revision = await call.deps.checkpoints.create(call.key, checkpoint)
     except KeyExists:
@@ -113,15 +121,29 @@ async def _prepare_recorded(call: Call, checkpoint: Checkpoint, revision: int) -
     return await _outcome(call, checkpoint, revision)
 
 
-async def _plan(call: Call) -> Checkpoint:
-    """Read the claim, pick our devices, plan host actions; nothing is written yet."""
+async def _read_claim(call: Call) -> ResourceClaim:
     with tracer.start_as_current_span("read claim"):
         try:
-            claim = await call.deps.claims.get_claim(call.claim.namespace, call.claim.name)
+            return await call.deps.claims.get_claim(call.claim.namespace, call.claim.name)
         except NotFound:
             raise machine.ClaimRejected(
                 f"claim {call.claim.namespace}/{call.claim.name} not found in the API"
             ) from None
+
+
+def _settle(task: asyncio.Future[ResourceClaim]) -> None:
+    """Cancel a read nobody needs; its error, if any, is retrieved so none is reported lost."""
+    task.cancel()
+    task.add_done_callback(_retrieve)
+
+
+def _retrieve(task: asyncio.Future[ResourceClaim]) -> None:
+    if not task.cancelled():
+        task.exception()
+
+
+async def _plan(call: Call, claim: ResourceClaim) -> Checkpoint:
+    """Pick our devices of the claim and plan host actions; nothing is written yet."""
     allocated = machine.our_devices(claim, call.claim.uid, call.deps.driver, call.deps.node)
     configs = machine.request_configs(claim, call.deps.driver)
     devices: list[AllocatedDevice] = []
@@ -140,8 +162,8 @@ async def _plan(call: Call) -> Checkpoint:
         if device.name not in plans:
             family = call.family(device.family)
             config = configs.get(item.request, {})
-            plans[device.name] = await asyncio.to_thread(
-                family.plan, device, call.claim.uid, config
+            plans[device.name] = await run_family(
+                family.blocking, family.plan, device, call.claim.uid, config
             )
     return Checkpoint(
         claim=call.claim,
