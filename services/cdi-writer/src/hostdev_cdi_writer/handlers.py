@@ -100,8 +100,30 @@ def _write_all(
             raise HandlerError(ErrorCode.INVALID, f"CDI vendor {vendor} is not this driver's")
         decoded.append((names.spec_file_name(spec.kind, owner), bytes(raw)))
     paths = [write_atomic(deps.cdi_root, file_name, data) for file_name, data in decoded]
-    remove_owned(deps.cdi_root, owner, keep=frozenset(p.name for p in paths))
+    keep = {p.name for p in paths}
+    _unlink([p for p in _spec_paths(deps, owner) if p.name not in keep])
     return tuple(str(p) for p in paths)
+
+
+def _spec_paths(deps: Deps, owner: str) -> list[Path]:
+    """Every spec file this driver may have written for `owner`: known names, so no call
+    has to scan a directory that grows with the claims on the node."""
+    kinds = (
+        names.kind(names.vendor_for(deps.driver), names.DEVICE_CLASS),
+        metadata.metadata_kind(deps.driver),
+    )
+    return [deps.cdi_root / names.spec_file_name(kind, owner) for kind in kinds]
+
+
+def _unlink(paths: list[Path]) -> list[Path]:
+    removed = []
+    for path in paths:
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            continue
+        removed.append(path)
+    return removed
 
 
 async def on_write(msg: WriteCdiSpecs, deps: Deps) -> CdiSpecsWritten:
@@ -119,7 +141,7 @@ async def on_remove(msg: RemoveCdiSpecs, deps: Deps) -> CdiSpecsRemoved:
 
 
 def _remove_all(deps: Deps, owner: str) -> list[Path]:
-    removed = remove_owned(deps.cdi_root, owner)
+    removed = _unlink(_spec_paths(deps, owner))
     folder = _metadata_dir(deps, owner)
     if folder.exists():
         shutil.rmtree(folder)
@@ -148,7 +170,8 @@ async def remove_orphans(deps: Deps, checkpoints: KvStore[Checkpoint]) -> list[s
     removed: list[str] = []
     for owner in await asyncio.to_thread(_our_owners, deps):
         if await checkpoints.get(subjects.checkpoint_key(deps.node, owner)) is None:
-            for path in await asyncio.to_thread(_remove_all, deps, owner):
+            found = await asyncio.to_thread(remove_owned, deps.cdi_root, owner)
+            for path in found + await asyncio.to_thread(_remove_all, deps, owner):
                 removed.append(str(path))
     if removed:
         logger.info("removed orphan CDI specs", extra={"paths": removed})

@@ -2,14 +2,33 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
+from typing import Any
 
 from hostdev_bus import Bus, KeyExists, KvStore, WrongRevision
 from hostdev_events import subjects
 from hostdev_events.inventory import Device, InventoryChanged
 
 logger = logging.getLogger(__name__)
+
+# Writes in flight at once: one at a time, 10,000 devices take seconds; all at once would
+# flood the connection's pending buffer.
+CONCURRENT_WRITES = 64
+
+
+async def bounded(
+    work: Sequence[Coroutine[Any, Any, None]], limit: int = CONCURRENT_WRITES
+) -> None:
+    """Run the coroutines with at most `limit` in flight; the first error is raised."""
+    gate = asyncio.Semaphore(limit)
+
+    async def one(item: Coroutine[Any, Any, None]) -> None:
+        async with gate:
+            await item
+
+    await asyncio.gather(*(one(w) for w in work))
 
 
 class InventoryStore:
@@ -39,17 +58,19 @@ class InventoryStore:
         wanted = {d.name: d for d in devices}
         changed = [n for n, d in wanted.items() if self._known.get(n, (None, 0))[0] != d]
         removed = [n for n in self._known if n not in wanted]
-        for name in changed:
-            await self._write(name, wanted[name])
-        for name in removed:
-            await self.kv.delete(subjects.device_key(self.node, name))
-            del self._known[name]
+        await bounded(
+            [self._write(n, wanted[n]) for n in changed] + [self._remove(n) for n in removed]
+        )
         if not changed and not removed:
             return None
         event = InventoryChanged(node=self.node, changed=tuple(changed), removed=tuple(removed))
         await self.bus.publish(subjects.inventory_changed(self.node), event)
         logger.info("inventory changed", extra={"changed": changed, "removed": removed})
         return event
+
+    async def _remove(self, name: str) -> None:
+        await self.kv.delete(subjects.device_key(self.node, name))
+        del self._known[name]
 
     async def _write(self, name: str, device: Device) -> None:
         key = subjects.device_key(self.node, name)

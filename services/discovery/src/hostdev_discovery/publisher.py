@@ -9,6 +9,7 @@ from typing import Any
 
 from opentelemetry import trace
 
+from hostdev_discovery.inventory import bounded
 from hostdev_discovery.slices import Existing, Pool, SlicePlan, plan
 from hostdev_events.inventory import Device
 from hostdev_kube import Conflict, Kube, KubeError, NotFound, SliceObject
@@ -83,15 +84,13 @@ class SlicePublisher:
         raise AssertionError("unreachable")  # the loop returns or raises
 
     async def _apply(self, todo: SlicePlan) -> None:
-        for name, version, body in todo.updates:
-            body["metadata"] = {**body["metadata"], "name": name, "resourceVersion": version}
-            body["metadata"].pop("generateName", None)
-            self._record(await self.kube.replace_slice(name, body), body)
-        for body in todo.creates:
-            self._record(await self.kube.create_slice(body), body)
-        for name in todo.deletes:
-            await self.kube.delete_slice(name)
-            self._written.pop(name, None)
+        # Creates and updates in parallel (the new generation wins once all are in), then
+        # the deletes of slices nobody needs any more.
+        await bounded(
+            [self._update(name, version, body) for name, version, body in todo.updates]
+            + [self._create(body) for body in todo.creates]
+        )
+        await bounded([self._delete(name) for name in todo.deletes])
         if not todo.empty:
             logger.info(
                 "slices published",
@@ -101,6 +100,18 @@ class SlicePublisher:
                     "deleted": len(todo.deletes),
                 },
             )
+
+    async def _update(self, name: str, version: str, body: dict[str, Any]) -> None:
+        body["metadata"] = {**body["metadata"], "name": name, "resourceVersion": version}
+        body["metadata"].pop("generateName", None)
+        self._record(await self.kube.replace_slice(name, body), body)
+
+    async def _create(self, body: dict[str, Any]) -> None:
+        self._record(await self.kube.create_slice(body), body)
+
+    async def _delete(self, name: str) -> None:
+        await self.kube.delete_slice(name)
+        self._written.pop(name, None)
 
     def _record(self, stored: SliceObject, body: dict[str, Any]) -> None:
         pool = body["spec"]["pool"]

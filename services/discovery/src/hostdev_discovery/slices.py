@@ -93,28 +93,53 @@ def counter_sets(devices: Sequence[Device]) -> list[dict[str, Any]]:
     return [{"name": name, "counters": counters} for name, counters in sorted(sets.items())]
 
 
-def _limit(devices: Sequence[dict[str, Any]]) -> int:
-    limited = any("taints" in d or "consumesCounters" in d for d in devices)
-    return MAX_DEVICES_WITH_TAINTS if limited else MAX_DEVICES
+def _limited(device: dict[str, Any]) -> bool:
+    return "taints" in device or "consumesCounters" in device
+
+
+@dataclass(slots=True)
+class _Group:
+    """The device names of one slice, with what decides its size limit kept up to date."""
+
+    names: list[str] = field(default_factory=list)
+    limited: bool = False
+
+    def fits(self, device: dict[str, Any]) -> bool:
+        limited = self.limited or _limited(device)
+        return len(self.names) < (MAX_DEVICES_WITH_TAINTS if limited else MAX_DEVICES)
+
+    def add(self, name: str, device: dict[str, Any]) -> None:
+        self.names.append(name)
+        self.limited = self.limited or _limited(device)
 
 
 def _assign(existing: Sequence[Existing], wanted: dict[str, dict[str, Any]]) -> list[list[str]]:
-    """Device names per slice: existing slices first (same order), then new ones."""
+    """Device names per slice: existing slices first (same order), then new ones.
+
+    Linear in the number of devices: each group knows its size and limit, and new
+    devices fill groups from the first with room on (a second cursor for the devices
+    that need the smaller limit).
+    """
     placed: set[str] = set()
-    groups: list[list[str]] = []
+    groups: list[_Group] = []
     for current in existing:
-        names = [
-            d["name"] for d in current.devices if d["name"] in wanted and d["name"] not in placed
-        ]
-        placed.update(names)
-        groups.append(names)
+        group = _Group()
+        for device in current.devices:
+            name = device["name"]
+            if name in wanted and name not in placed and group.fits(wanted[name]):
+                group.add(name, wanted[name])
+                placed.add(name)
+        groups.append(group)
+    cursors = {False: 0, True: 0}
     for name in sorted(n for n in wanted if n not in placed):
-        target = next((g for g in groups if len(g) < _limit([wanted[n] for n in [*g, name]])), None)
-        if target is None:
-            target = []
-            groups.append(target)
-        target.append(name)
-    return groups
+        device = wanted[name]
+        kind = _limited(device)
+        while cursors[kind] < len(groups) and not groups[cursors[kind]].fits(device):
+            cursors[kind] += 1
+        if cursors[kind] == len(groups):
+            groups.append(_Group())
+        groups[cursors[kind]].add(name, device)
+    return [g.names for g in groups]
 
 
 MAX_COUNTER_SETS = 8  # per slice
