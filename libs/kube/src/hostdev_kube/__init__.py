@@ -1,5 +1,6 @@
-"""The one adapter over kubernetes_asyncio; returns msgspec Structs."""
+"""The one adapter to the Kubernetes API (plain aiohttp; kubernetes_asyncio for kubeconfig only)."""
 
+from hostdev_kube.access import Access, AccessError
 from hostdev_kube.client import Kube
 from hostdev_kube.errors import Conflict, Gone, KubeError, NotFound
 from hostdev_kube.models import (
@@ -13,6 +14,8 @@ from hostdev_kube.models import (
 )
 
 __all__ = [
+    "Access",
+    "AccessError",
     "AllocationConfig",
     "AllocationResult",
     "Conflict",
