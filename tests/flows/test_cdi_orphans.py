@@ -16,6 +16,7 @@ async def test_orphan_specs_go_and_prepared_claims_keep_theirs(
 ) -> None:
     """A spec left by a claim that no checkpoint knows (a crash after unprepare, a reboot
     race) is removed when the CDI writer starts; a prepared claim's spec stays."""
+    services.extra_env["HOSTDEV_DEVICE_METADATA"] = "all"  # so the kept claim has a folder too
     await services.start()
     plugin = await kubelet.wait_for_driver(node_config.driver, timeout=10)
     claim = await cluster.allocated_claim("default", "kept", [Allocated("kvm", "kvm")])

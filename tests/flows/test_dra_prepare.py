@@ -70,9 +70,8 @@ async def test_prepare_exclusive_device_writes_cdi_spec_and_unprepare_removes_it
         "dev-dri-renderd128",
         ("gpu",),
     )
-    cdi_id, metadata_id = device.cdi_device_ids
+    (cdi_id,) = device.cdi_device_ids  # host paths get no metadata file by default
     assert cdi_id == f"k8s.{node_config.driver}/device={claim.uid}-dev-dri-renderd128"
-    assert metadata_id == f"{node_config.driver}/metadata={claim.uid}_gpu"
     (spec_file,) = _spec_files(node_config)
     spec = json.loads(spec_file.read_bytes())
     validate_cdi(spec)
@@ -189,3 +188,17 @@ async def test_claim_allocated_to_another_driver_only_has_no_devices_here(
     assert [d.device_name for d in outcome.claims[mixed.uid].devices] == ["kvm"]
     assert "some-other-node" in outcome.claims[foreign_pool.uid].error
     assert "no-such-device" in outcome.claims[unknown.uid].error
+
+
+async def test_metadata_for_every_family_when_asked(
+    services: Services, kubelet: KubeletSimulator, node_config: NodeConfig, cluster: Cluster
+) -> None:
+    """With HOSTDEV_DEVICE_METADATA=all a host-path claim also gets its metadata file and ID."""
+    services.extra_env["HOSTDEV_DEVICE_METADATA"] = "all"
+    plugin = await _plugin(services, kubelet, node_config)
+    claim = await cluster.allocated_claim(
+        "default", "meta", [Allocated("gpu", "dev-dri-renderd128")]
+    )
+    (device,) = (await plugin.prepare([claim])).claims[claim.uid].devices
+    assert device.cdi_device_ids[1] == f"{node_config.driver}/metadata={claim.uid}_gpu"
+    assert list(node_config.cdi_root.rglob("metadata.json"))

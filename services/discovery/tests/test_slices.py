@@ -97,3 +97,21 @@ def test_emptied_slice_is_deleted_and_generation_bumped() -> None:
     ((name, _, body),) = result.updates
     assert name == "s1"
     assert body["spec"]["pool"] == {"name": "node-1", "generation": 2, "resourceSliceCount": 1}
+
+
+def test_tainted_devices_keep_slices_at_64() -> None:
+    """With unhealthy devices tainted, no slice holds more than 64 devices."""
+    devices = [Device(name=f"d{i:04d}", family="hostpath", healthy=i % 2 == 0) for i in range(200)]
+    result = plan(POOL, [], devices, taint_effect="NoSchedule")
+    sizes = [len(_names(b)) for b in result.creates]
+    assert max(sizes) <= 64
+    assert sum(sizes) == 200
+    tainted = [d for b in result.creates for d in b["spec"]["devices"] if "taints" in d]
+    assert len(tainted) == 100
+    assert tainted[0]["taints"] == [{"key": "hostdev.k8s.io/unhealthy", "effect": "NoSchedule"}]
+
+
+def test_untainted_slices_still_take_128() -> None:
+    """Without taints (the setting off) the same devices pack 128 to a slice."""
+    devices = [Device(name=f"d{i:04d}", family="hostpath", healthy=False) for i in range(200)]
+    assert [len(_names(b)) for b in plan(POOL, [], devices).creates] == [128, 72]

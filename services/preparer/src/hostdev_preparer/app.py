@@ -46,6 +46,16 @@ def routes(node: str, deps: Deps) -> tuple[Route[Any], ...]:
     )
 
 
+def metadata_families(setting: str) -> frozenset[str] | None:
+    """`all` (None), `none` (empty) or the listed families."""
+    value = setting.strip().lower()
+    if value == "all":
+        return None
+    if value in ("", "none"):
+        return frozenset()
+    return frozenset(f.strip() for f in value.split(",") if f.strip())
+
+
 def app(
     settings: Settings, *, writer: SysfsWriter | None = None, netlink: VfNetlink | None = None
 ) -> App:
@@ -78,7 +88,7 @@ def app(
             families=families,
             clock=SystemClock(),
             locks=KeyedLocks(),
-            device_metadata=settings.device_metadata,
+            metadata_families=metadata_families(settings.device_metadata),
             metrics=ClaimMetrics(ctx.metrics.registry),
         )
         return routes(node, deps)

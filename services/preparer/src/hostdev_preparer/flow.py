@@ -70,7 +70,7 @@ class Deps:
     clock: Clock
     locks: KeyedLocks
     metrics: ClaimMetrics
-    device_metadata: bool = True
+    metadata_families: frozenset[str] | None = None  # None: every family
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,7 +162,7 @@ async def complete(
     (with their final edits) for the device-plugin path.
     """
     uid = call.claim.uid
-    with_metadata = call.deps.device_metadata and metadata
+    with_metadata = metadata
     try:
         if all(p.final_edits for p in checkpoint.undo):
             # Both must have finished before a rollback: a write still under way would put
@@ -218,7 +218,11 @@ async def _write_specs(
 ) -> tuple[Spec | None, tuple[RequestMetadata, ...]]:
     deps = call.deps
     spec = machine.claim_spec(deps.driver, call.claim.uid, plans)
-    items = machine.metadata_items(deps.driver, checkpoint, plans) if with_metadata else ()
+    items = (
+        machine.metadata_items(deps.driver, checkpoint, plans, deps.metadata_families)
+        if with_metadata
+        else ()
+    )
     with tracer.start_as_current_span("write CDI spec"):
         specs = tuple(msgspec.Raw(s) for s in machine.encoded_specs(spec))
         if specs or items:

@@ -152,12 +152,19 @@ POD_CLAIM_NAME_ANNOTATION = "resource.kubernetes.io/pod-claim-name"
 
 
 def metadata_items(
-    driver: str, checkpoint: Checkpoint, applied: Sequence[HostUndo]
+    driver: str,
+    checkpoint: Checkpoint,
+    applied: Sequence[HostUndo],
+    families: frozenset[str] | None = None,
 ) -> tuple[RequestMetadata, ...]:
-    """One KEP-5304 metadata file per request: what KubeVirt reads to find its device."""
+    """One KEP-5304 metadata file per request with a device of `families` (None: all):
+    what KubeVirt reads to find its device."""
     attributes = {u.device: msgspec.to_builtins(u.attributes) for u in applied}
+    wanted = {d.request for d in checkpoint.devices if families is None or d.family in families}
     per_request: dict[str, list[dict[str, Any]]] = {}
     for device in checkpoint.devices:
+        if device.request not in wanted:
+            continue
         per_request.setdefault(device.request, []).append(
             {
                 "driver": driver,

@@ -11,11 +11,13 @@ class Settings(CommonSettings, frozen=True, kw_only=True):
     kube_api_url:   API server URL (HOSTDEV_KUBE_API_URL); empty means in-cluster, then kubeconfig.
     host_root:      where the host's / is visible (HOSTDEV_HOST_ROOT); sysfs writes go under it.
     devices_config: the device selection file (HOSTDEV_DEVICES_CONFIG), the same one discovery reads.
-    device_metadata: write KEP-5304 device metadata files and mount them through CDI
-                    (HOSTDEV_DEVICE_METADATA); KubeVirt finds its PCI and vGPU devices this way.
+    device_metadata: the device families whose requests get a KEP-5304 device metadata file,
+                    mounted through CDI (HOSTDEV_DEVICE_METADATA): comma-separated, `all`, or
+                    `none`. KubeVirt finds its PCI, VF and vGPU devices this way; for host
+                    paths the file tells a workload little, and costs two more files a claim.
     """
 
     kube_api_url: str = ""
     host_root: str = "/"
     devices_config: str = "/etc/hostdev/devices.yaml"
-    device_metadata: bool = True
+    device_metadata: str = "pci,sriov,mdev"
