@@ -61,6 +61,9 @@ class Checkpoint(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     step: ClaimStep
     claim_generation: int = 0
     pod_claim_name: str = ""  # set for claims made from a template (KEP-5304 paths)
+    # The node's boot when the claim was completed: CDI specs (tmpfs), vfio bindings and
+    # mdevs do not survive a reboot, so a completed claim from another boot is redone.
+    boot_id: str = ""
     devices: tuple[AllocatedDevice, ...] = ()
     undo: tuple[HostUndo, ...] = ()
     outcome: ClaimOutcome | None = None

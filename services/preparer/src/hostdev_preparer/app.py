@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
@@ -26,6 +27,8 @@ from hostdev_runtime.metrics import ClaimMetrics
 from hostdev_runtime.runner import App, Route, ServiceContext
 from hostdev_sysfs import FileWriter, HostRoot, SysfsWriter
 
+logger = logging.getLogger(__name__)
+
 SERVICE = "preparer"
 
 
@@ -44,6 +47,17 @@ def routes(node: str, deps: Deps) -> tuple[Route[Any], ...]:
             every_instance=True,
         ),
     )
+
+
+def read_boot_id(path: Path) -> str:
+    """This boot's ID; empty (never redo on boot grounds) when the kernel does not offer one."""
+    try:
+        return path.read_text().strip()
+    except OSError:
+        logger.warning(
+            "no boot ID; claims are not redone after a reboot", extra={"path": str(path)}
+        )
+        return ""
 
 
 def metadata_families(setting: str) -> frozenset[str] | None:
@@ -89,6 +103,7 @@ def app(
             clock=SystemClock(),
             locks=KeyedLocks(),
             metadata_families=metadata_families(settings.device_metadata),
+            boot_id=read_boot_id(Path(settings.boot_id_file)),
             metrics=ClaimMetrics(ctx.metrics.registry),
         )
         return routes(node, deps)

@@ -25,6 +25,7 @@ from hostdev_preparer.flow import (
     Call,
     Deps,
     complete,
+    current,
     failure,
     inventory_device,
     run_family,
@@ -72,8 +73,12 @@ async def _allocate(allocation: DpAllocation, call: Call) -> DpPrepared:
             if found is not None:
                 checkpoint, revision = found
                 same = [d.device for d in checkpoint.devices] == [allocation.device]
-                if checkpoint.step == ClaimStep.COMPLETED and same:
+                if current(call.deps, checkpoint) and same:
                     return _prepared(allocation, checkpoint)  # the kubelet reused the ID
+                if same and checkpoint.step == ClaimStep.COMPLETED:  # from an earlier boot
+                    return _prepared(
+                        allocation, await complete(call, checkpoint, revision, metadata=False)
+                    )
                 await undo(call, checkpoint, revision)
             device = await inventory_device(call, allocation.device)
             family = call.family(device.family)

@@ -71,6 +71,7 @@ class Deps:
     locks: KeyedLocks
     metrics: ClaimMetrics
     metadata_families: frozenset[str] | None = None  # None: every family
+    boot_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,7 +186,11 @@ async def complete(
             call.deps.driver, uid, checkpoint.devices, spec, frozenset(i.request for i in items)
         )
         done = msgspec.structs.replace(
-            checkpoint, step=ClaimStep.COMPLETED, undo=tuple(applied), outcome=result
+            checkpoint,
+            step=ClaimStep.COMPLETED,
+            undo=tuple(applied),
+            outcome=result,
+            boot_id=call.deps.boot_id,
         )
         await call.deps.checkpoints.update(call.key, done, last=revision)
     except BaseException:
@@ -233,6 +238,13 @@ async def _write_specs(
                 call.hop(),
             )
     return spec, items
+
+
+def current(deps: Deps, checkpoint: Checkpoint) -> bool:
+    """A completed checkpoint whose work is still in place: same boot of the node."""
+    if checkpoint.step != ClaimStep.COMPLETED or checkpoint.outcome is None:
+        return False
+    return not (deps.boot_id and checkpoint.boot_id and deps.boot_id != checkpoint.boot_id)
 
 
 def wants(checkpoint: Checkpoint) -> tuple[DeviceWant, ...]:

@@ -23,6 +23,7 @@ from hostdev_preparer.flow import (
     Call,
     Deps,
     complete,
+    current,
     error_kind,
     failure,
     family_label,
@@ -88,7 +89,8 @@ async def _prepare(call: Call) -> ClaimOutcome:
         found = await call.deps.checkpoints.get(call.key)
         if found is not None:
             checkpoint, revision = found
-            if checkpoint.step == ClaimStep.COMPLETED and checkpoint.outcome is not None:
+            if current(call.deps, checkpoint):
+                assert checkpoint.outcome is not None
                 return checkpoint.outcome  # idempotent: the same answer as the first time
             if checkpoint.step == ClaimStep.UNPREPARING:
                 await undo(call, checkpoint, revision)
@@ -116,7 +118,7 @@ async def _outcome(call: Call, checkpoint: Checkpoint, revision: int) -> ClaimOu
 
 
 async def _prepare_recorded(call: Call, checkpoint: Checkpoint, revision: int) -> ClaimOutcome:
-    if checkpoint.step == ClaimStep.COMPLETED and checkpoint.outcome is not None:
+    if current(call.deps, checkpoint) and checkpoint.outcome is not None:
         return checkpoint.outcome
     return await _outcome(call, checkpoint, revision)
 

@@ -15,9 +15,12 @@ class Settings(CommonSettings, frozen=True, kw_only=True):
                     mounted through CDI (HOSTDEV_DEVICE_METADATA): comma-separated, `all`, or
                     `none`. KubeVirt finds its PCI, VF and vGPU devices this way; for host
                     paths the file tells a workload little, and costs two more files a claim.
+    boot_id_file:   where the kernel's boot ID is (HOSTDEV_BOOT_ID_FILE); a claim completed
+                    in another boot is prepared again, since reboots clear specs and bindings.
     """
 
     kube_api_url: str = ""
     host_root: str = "/"
     devices_config: str = "/etc/hostdev/devices.yaml"
     device_metadata: str = "pci,sriov,mdev"
+    boot_id_file: str = "/proc/sys/kernel/random/boot_id"
