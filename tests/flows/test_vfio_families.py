@@ -249,3 +249,23 @@ async def test_third_instance_of_a_two_instance_profile_is_refused_before_any_wr
     refused = (await plugin.prepare([extra])).claims[extra.uid].error
     assert "counter set mdev-0000-00-02-0 is exhausted" in refused
     assert len(list((sample.root / "sys/bus/mdev/devices").iterdir())) == creates_before
+
+
+async def test_released_group_and_counters_can_be_claimed_again(
+    services: Services, kubelet: KubeletSimulator, node_config: NodeConfig, cluster: Cluster
+) -> None:
+    """After unprepare, the NVMe's IOMMU group and a vGPU's counter share are free for the
+    next claims: every ledger entry the first claims held is released."""
+    plugin = await _plugin(services, kubelet, node_config)
+    await cluster.create_namespace("vms")
+    for round_number in range(2):
+        nvme = await cluster.allocated_claim("vms", f"n{round_number}", [Allocated("d", NVME)])
+        gpus = [
+            await cluster.allocated_claim(
+                "vms", f"g{round_number}{i}", [Allocated("gpu", f"{V5_4}-{i}")]
+            )
+            for i in range(2)
+        ]
+        prepared = await plugin.prepare([nvme, *gpus])
+        assert prepared.kubelet_failure is None, prepared
+        assert (await plugin.unprepare([nvme, *gpus])).kubelet_failure is None

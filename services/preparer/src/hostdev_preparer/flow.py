@@ -20,6 +20,7 @@ from hostdev_events.alloc import (
     ReleaseDevices,
     Reserved,
     ReserveDevices,
+    ledger_entries,
 )
 from hostdev_events.cdi import (
     CdiSpecsRemoved,
@@ -268,27 +269,42 @@ async def rollback(call: Call, checkpoint: Checkpoint, revision: int) -> None:
 async def undo(call: Call, checkpoint: Checkpoint, revision: int) -> None:
     """Remove specs, undo host actions in reverse, release devices, drop the checkpoint."""
     deps = call.deps
-    uid = call.claim.uid
     if checkpoint.step != ClaimStep.UNPREPARING:
         checkpoint = msgspec.structs.replace(checkpoint, step=ClaimStep.UNPREPARING)
         revision = await deps.checkpoints.update(call.key, checkpoint, last=revision)
+    families = [call.family(p.family) for p in checkpoint.undo]
+    if any(f.blocking for f in families):
+        # Host actions first undone, then the devices released: nobody may get a device
+        # still bound to vfio-pci for someone else.
+        await _remove_specs(call)
+        for plan, family in reversed(list(zip(checkpoint.undo, families, strict=True))):
+            with tracer.start_as_current_span(
+                "undo host actions", attributes={telemetry.ATTR_DEVICE: plan.device}
+            ):
+                await run_family(family.blocking, family.unprepare, plan)
+        await _release(call, checkpoint)
+    else:
+        # Nothing was done on the host: the spec and the hold can go at the same time.
+        await asyncio.gather(_remove_specs(call), _release(call, checkpoint))
+    await deps.checkpoints.delete(call.key, last=revision)
+
+
+async def _remove_specs(call: Call) -> None:
     with tracer.start_as_current_span("remove CDI spec"):
-        await deps.bus.request(
-            subjects.cdi_remove(deps.node), RemoveCdiSpecs(owner=uid), CdiSpecsRemoved, call.hop()
+        await call.deps.bus.request(
+            subjects.cdi_remove(call.deps.node),
+            RemoveCdiSpecs(owner=call.claim.uid),
+            CdiSpecsRemoved,
+            call.hop(),
         )
-    for plan in reversed(checkpoint.undo):
-        with tracer.start_as_current_span(
-            "undo host actions", attributes={telemetry.ATTR_DEVICE: plan.device}
-        ):
-            family = call.family(plan.family)
-            await run_family(family.blocking, family.unprepare, plan)
+
+
+async def _release(call: Call, checkpoint: Checkpoint) -> None:
+    """Release every ledger entry the claim holds: devices, their groups, counter sets."""
     with tracer.start_as_current_span("release devices"):
-        await deps.bus.request(
-            subjects.alloc_release(deps.node),
-            ReleaseDevices(
-                owner=uid, devices=tuple(sorted({d.device for d in checkpoint.devices}))
-            ),
+        await call.deps.bus.request(
+            subjects.alloc_release(call.deps.node),
+            ReleaseDevices(owner=call.claim.uid, devices=ledger_entries(wants(checkpoint))),
             Released,
             call.hop(),
         )
-    await deps.checkpoints.delete(call.key, last=revision)
