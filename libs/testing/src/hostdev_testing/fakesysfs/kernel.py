@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import posixpath
+import threading
 from pathlib import Path, PurePosixPath
 
 from hostdev_testing.fakesysfs import mdev as mdevs
@@ -28,6 +30,9 @@ OVERRIDE_MAX = 4095
 ACCEPTED_NOOPS = frozenset({"rescan", "uevent"})
 # Writable in the kernel but not modelled here; writes fail loudly instead of passing silently.
 UNMODELLED = frozenset({"new_id", "remove_id"})
+
+LOCK_FILE = ".fakesysfs.lock"  # the snapshot skips every ".fake*" name
+_WRITE_LOCK = threading.Lock()
 
 
 def _fail(code: int, host_path: str) -> OSError:
@@ -76,7 +81,19 @@ class FakeKernel:
         return group_viable(self.tree, group)
 
     def write(self, host_path: str, data: str) -> None:
-        """One write(2) of `data` to a sysfs attribute, with the kernel's reaction or its errno."""
+        """One write(2) of `data` to a sysfs attribute, with the kernel's reaction or its errno.
+
+        The kernel serialises its reactions (device and driver locks); so does the fake,
+        across threads and processes, with a lock file next to its state.
+        """
+        with _WRITE_LOCK, open(self.tree.path(LOCK_FILE), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                self._write(host_path, data)
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def _write(self, host_path: str, data: str) -> None:
         self.writes.append((host_path, data))
         pure = PurePosixPath(host_path)
         if not pure.is_absolute() or ".." in pure.parts:
