@@ -151,8 +151,9 @@ async def test_vf_in_netdevice_mode_with_settings_is_reverted(
     cluster: Cluster,
     sample: SampleHost,
 ) -> None:
-    """A VF claimed in netdevice mode with VLAN, MAC and trust gets them on its PF and moves its
-    interface into the container; unprepare reverts the settings and the tree."""
+    """A VF claimed in netdevice mode with VLAN, MAC and trust gets them on its PF, moves its
+    interface into the container and reports it in the claim's device status; unprepare
+    reverts the settings, the status and the tree."""
     plugin = await _plugin(services, kubelet, node_config)
     netlink = FakeNetlink(sample.root)
     before = snapshot(sample.root)
@@ -174,7 +175,18 @@ async def test_vf_in_netdevice_mode_with_settings_is_reverted(
         {"hostInterfaceName": "ens1f0v2", "name": "net1"}
     ]
     assert spec["cdiVersion"] == "1.1.0"
+    stored = await cluster.call(
+        "GET", f"/apis/resource.k8s.io/v1/namespaces/vms/resourceclaims/{claim.name}"
+    )
+    (entry,) = stored["status"]["devices"]
+    assert (entry["driver"], entry["device"]) == (node_config.driver, VF2)
+    assert entry["networkData"] == {"interfaceName": "net1", "hardwareAddress": "52:54:00:12:34:56"}
+    assert entry["conditions"][0]["type"] == "Ready"
     assert (await plugin.unprepare([claim])).kubelet_failure is None
+    stored = await cluster.call(
+        "GET", f"/apis/resource.k8s.io/v1/namespaces/vms/resourceclaims/{claim.name}"
+    )
+    assert not stored["status"].get("devices")
     reverted = netlink.get_vf("ens1f0", 2)
     assert (reverted.vlan, reverted.mac, reverted.trust) == (0, "00:00:00:00:00:00", False)
     assert snapshot(sample.root) == before

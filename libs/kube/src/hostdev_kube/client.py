@@ -85,6 +85,17 @@ class Kube:
         path = f"{RESOURCE}/namespaces/{quote(namespace)}/resourceclaims/{quote(name)}"
         return await self._request(ResourceClaim, "GET", path)
 
+    async def get_claim_object(self, namespace: str, name: str) -> dict[str, Any]:
+        """A ResourceClaim as the server has it, every field kept, to write its status back."""
+        path = f"{RESOURCE}/namespaces/{quote(namespace)}/resourceclaims/{quote(name)}"
+        found: dict[str, Any] = await self._request(dict, "GET", path)
+        return found
+
+    async def replace_claim_status(self, namespace: str, name: str, body: dict[str, Any]) -> None:
+        """PUT a claim's status; raises Conflict when its resourceVersion is stale."""
+        path = f"{RESOURCE}/namespaces/{quote(namespace)}/resourceclaims/{quote(name)}/status"
+        await self._request(msgspec.Raw, "PUT", path, body)
+
     async def get_node(self, name: str) -> Node:
         """Read a Node."""
         return await self._request(Node, "GET", f"/api/v1/nodes/{quote(name)}")

@@ -37,6 +37,7 @@ from hostdev_kube import KubeError, ResourceClaim
 from hostdev_preparer import machine
 from hostdev_preparer.inventory import InventoryView
 from hostdev_preparer.locks import KeyedLocks
+from hostdev_preparer.status import StatusWriter
 from hostdev_runtime import telemetry
 from hostdev_runtime.clock import Clock
 from hostdev_runtime.metrics import ClaimMetrics
@@ -49,8 +50,8 @@ tracer = trace.get_tracer("hostdev_preparer")
 MAX_HOP_SECONDS = 10.0
 
 
-class ClaimReader(Protocol):
-    """Reads ResourceClaims from the API server."""
+class ClaimReader(StatusWriter, Protocol):
+    """Reads ResourceClaims from the API server, and writes their device status."""
 
     async def get_claim(self, namespace: str, name: str) -> ResourceClaim:
         """The claim; raises hostdev_kube.NotFound or KubeError."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
 import logging
 
 import msgspec
@@ -18,7 +19,7 @@ from hostdev_events.claims import (
 )
 from hostdev_events.state import AllocatedDevice, Checkpoint, ClaimStep, HostUndo
 from hostdev_kube import NotFound, ResourceClaim
-from hostdev_preparer import machine
+from hostdev_preparer import machine, status
 from hostdev_preparer.flow import (
     Call,
     Deps,
@@ -114,6 +115,12 @@ async def _prepare(call: Call) -> ClaimOutcome:
 async def _outcome(call: Call, checkpoint: Checkpoint, revision: int) -> ClaimOutcome:
     done = await complete(call, checkpoint, revision)
     assert done.outcome is not None  # complete always records one
+    new = status.entries(
+        call.deps.driver, call.deps.node, done.undo, datetime.datetime.now(datetime.UTC)
+    )
+    if new:
+        devices = {d.device for d in done.devices}
+        await status.write(call.deps.claims, call.claim, call.deps.driver, devices, new)
     return done.outcome
 
 
@@ -189,6 +196,11 @@ async def _unprepare_one(call: Call) -> str:
                 if found is not None:
                     families = {d.family for d in found[0].devices}
                     await undo(call, *found)
+                    if any(p.edits.net_devices for p in found[0].undo):
+                        devices = {d.device for d in found[0].devices}
+                        await status.write(
+                            call.deps.claims, call.claim, call.deps.driver, devices, []
+                        )
                     logger.info(
                         "claim unprepared", extra={telemetry.ATTR_CLAIM_UID: call.claim.uid}
                     )
