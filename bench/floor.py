@@ -86,6 +86,13 @@ class DecodedClaims:
             raise NotFound(404, "NotFound", f"{namespace}/{name}")
         return found
 
+    async def get_claim_object(self, namespace: str, name: str) -> dict[str, Any]:
+        # Host-path claims never write device status; the floor has no API to write to.
+        raise NotFound(404, "NotFound", f"{namespace}/{name}")
+
+    async def replace_claim_status(self, namespace: str, name: str, body: dict[str, Any]) -> None:
+        raise NotFound(404, "NotFound", f"{namespace}/{name}")
+
 
 async def fetch_claims(cluster: Cluster, work: Iterable[Work]) -> list[ResourceClaim]:
     """Read the claims from the emulator and decode them as the preparer's client does."""
