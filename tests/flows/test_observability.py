@@ -112,6 +112,11 @@ async def test_metrics_endpoints_show_histograms_after_a_prepare(
     assert 'hostdev_prepare_seconds_count{family="hostpath"} 1.0' in text
     async with (
         aiohttp.ClientSession() as http,
+        http.get(f"http://127.0.0.1:{ports['allocator']}/metrics") as response,
+    ):
+        assert "hostdev_devices_held 1.0" in await response.text()
+    async with (
+        aiohttp.ClientSession() as http,
         http.get(f"http://127.0.0.1:{ports['discovery']}/metrics") as response,
     ):
         assert 'hostdev_devices{family="hostpath",health="healthy"} 6.0' in await response.text()

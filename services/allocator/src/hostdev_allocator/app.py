@@ -6,6 +6,8 @@ from collections.abc import Sequence
 from functools import partial
 from typing import Any
 
+from prometheus_client import Gauge
+
 from hostdev_allocator.handlers import Deps, on_release, on_reserve
 from hostdev_allocator.ledger import Ledger
 from hostdev_allocator.prefer import on_prefer
@@ -32,6 +34,11 @@ def app(settings: Settings) -> App:
 
     async def start(ctx: ServiceContext) -> Sequence[Route[Any]]:
         kv = await NatsKv.open(ctx.js, subjects.LEDGER_BUCKET, Hold)
-        return routes(settings.node_name, Deps(ledger=Ledger(settings.node_name, kv)))
+        held = Gauge(
+            "hostdev_devices_held",
+            "Devices some claim or device-plugin container holds, by this allocator's count.",
+            registry=ctx.metrics.registry,
+        )
+        return routes(settings.node_name, Deps(ledger=Ledger(settings.node_name, kv, held)))
 
     return start

@@ -6,9 +6,17 @@ import asyncio
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
+from prometheus_client import Gauge
+
 from hostdev_bus import KeyExists, KvStore, WrongRevision
 from hostdev_events import subjects
-from hostdev_events.alloc import COUNTER_ENTRY_PREFIX, DeviceWant, Hold, counter_entry
+from hostdev_events.alloc import (
+    COUNTER_ENTRY_PREFIX,
+    DeviceWant,
+    Hold,
+    counter_entry,
+    is_device_entry,
+)
 from hostdev_events.base import ErrorCode
 from hostdev_runtime.errors import HandlerError
 
@@ -34,9 +42,10 @@ class Ledger:
     compare-and-set (another instance wrote first) re-reads and decides again.
     """
 
-    def __init__(self, node: str, kv: KvStore[Hold]) -> None:
+    def __init__(self, node: str, kv: KvStore[Hold], held: Gauge | None = None) -> None:
         self.node = node
         self.kv = kv
+        self.held = held  # devices held by someone, as this instance has seen them change
         self._cache: dict[str, tuple[Hold, int]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
 
@@ -55,10 +64,13 @@ class Ledger:
         # A released entry is written empty, never deleted: creating a key over its delete
         # marker costs JetStream three round trips, an update of a live key one.
         key = subjects.device_key(self.node, entry)
+        before = self._cache.get(entry, (Hold(), 0))[0]
         if revision == 0:
             self._cache[entry] = (hold, await self.kv.create(key, hold))
         else:
             self._cache[entry] = (hold, await self.kv.update(key, hold, last=revision))
+        if self.held is not None and is_device_entry(entry):
+            self.held.inc(bool(hold.holders) - bool(before.holders))
 
     async def _change(self, entry: str, decide: _Decision) -> bool:
         """Apply `decide` with compare-and-set; False if it refused."""
