@@ -194,10 +194,13 @@ async def complete(
             outcome=result,
             boot_id=call.deps.boot_id,
         )
-        await call.deps.checkpoints.update(call.key, done, last=revision)
     except BaseException:
         await rollback(call, checkpoint, revision)
         raise
+    # Everything is in place; only the record is left. If someone else changed it since
+    # (an unprepare that came in, another instance), undoing here would undo their view
+    # too: report the failure and let the next call decide from the record.
+    await call.deps.checkpoints.update(call.key, done, last=revision)
     logger.info("claim prepared", extra={telemetry.ATTR_CLAIM_UID: uid})
     return done
 

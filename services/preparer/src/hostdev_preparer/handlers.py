@@ -104,11 +104,13 @@ async def _prepare(call: Call) -> ClaimOutcome:
     try:
         revision = await call.deps.checkpoints.create(call.key, checkpoint)
     except KeyExists:
-        # Another instance recorded it between our read and write: finish its record.
+        # Another instance (a rolling update runs two) recorded it between our read and
+        # write and is preparing it now; joining in would race its final write. The
+        # kubelet retries, and by then the record is complete.
         again = await call.deps.checkpoints.get(call.key)
-        if again is None:
-            raise machine.ClaimRejected("checkpoint vanished while preparing; retry") from None
-        return await _prepare_recorded(call, *again)
+        if again is not None and current(call.deps, again[0]) and again[0].outcome is not None:
+            return again[0].outcome
+        raise machine.ClaimRejected("another preparer is preparing this claim; retry") from None
     return await _outcome(call, checkpoint, revision)
 
 
@@ -122,12 +124,6 @@ async def _outcome(call: Call, checkpoint: Checkpoint, revision: int) -> ClaimOu
         devices = {d.device for d in done.devices}
         await status.write(call.deps.claims, call.claim, call.deps.driver, devices, new)
     return done.outcome
-
-
-async def _prepare_recorded(call: Call, checkpoint: Checkpoint, revision: int) -> ClaimOutcome:
-    if current(call.deps, checkpoint) and checkpoint.outcome is not None:
-        return checkpoint.outcome
-    return await _outcome(call, checkpoint, revision)
 
 
 async def _read_claim(call: Call) -> ResourceClaim:
