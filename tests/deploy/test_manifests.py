@@ -564,11 +564,14 @@ def test_services_run_their_module_from_the_one_image() -> None:
 
 def test_service_env_vars_are_settings_fields() -> None:
     """Every variable a service's pod sets (env and envFrom ConfigMaps, overlays included) is a
-    field of that service's Settings or a standard OTEL_ variable."""
+    field of that service's Settings or a standard OTEL_ variable, except those only there to be
+    interpolated into another one's value as $(NAME) (the NATS password)."""
     configmaps = _configmap_keys()
     for service, doc in _service_daemonsets().items():
         container = _container(doc)
-        names = set(_env(container))
+        env = _env(container)
+        values = " ".join(str(entry.get("value", "")) for entry in env.values())
+        names = set(env) - set(re.findall(r"\$\((\w+)\)", values))
         for source in container.get("envFrom", []):
             names |= configmaps[source["configMapRef"]["name"]]
         unknown = {n for n in names if not n.startswith("OTEL_")} - _settings_env(MODULES[service])
@@ -664,8 +667,11 @@ def test_nats_leaf_runs_on_every_node_with_a_domain_from_the_node_name(tmp_path:
 
 
 def test_nats_configs_are_accepted_by_nats_server(tmp_path: Path) -> None:
-    """nats-server (the version the tests run) accepts the hub and leaf configurations."""
+    """nats-server (the version the tests run) accepts the hub and leaf configurations, with the
+    leaf's variables from Secrets (the services' NATS passwords) set."""
     env = {**os.environ, "POD_NAME": "nats-hub-0", "NODE_NAME": "node-1", "JS_DOMAIN": "node-1"}
+    leaf = _env(_container(_of_kind(_base(), "DaemonSet")["nats-leaf"]))
+    env |= {n: "secret" for n, e in leaf.items() if "secretKeyRef" in e.get("valueFrom", {})}
     for name in ("nats-hub-config", "nats-leaf-config"):
         path = tmp_path / f"{name}.conf"
         path.write_text(_nats_config(name))

@@ -1,6 +1,6 @@
 """NATS for dra-driver-hostdev: connect, typed request/reply, KV with compare-and-set, tracing."""
 
-from hostdev_bus.client import Bus, NatsBus, connect, decode_reply
+from hostdev_bus.client import Bus, NatsBus, connect, decode_reply, inbox_prefix
 from hostdev_bus.errors import (
     BusError,
     KeyExists,
@@ -31,4 +31,5 @@ __all__ = [
     "WrongRevision",
     "connect",
     "decode_reply",
+    "inbox_prefix",
 ]

@@ -69,11 +69,18 @@ def decode_reply(subject: str, data: bytes, reply: type[R]) -> R:
     return decoded
 
 
+def inbox_prefix(service: str) -> str:
+    """The reply subjects of one service: its own, so NATS permissions can keep replies
+    meant for one service away from the others."""
+    return f"_INBOX_{service}"
+
+
 async def connect(
     url: str,
     name: str,
     on_disconnect: Callable[[], None] | None = None,
     on_reconnect: Callable[[], None] | None = None,
+    inbox: str = "_INBOX",
 ) -> NatsClient:
     """Connect to NATS, reconnecting forever: a node's leaf may restart under us."""
 
@@ -100,4 +107,5 @@ async def connect(
         error_cb=on_error,
         disconnected_cb=on_disconnected,
         reconnected_cb=on_reconnected,
+        inbox_prefix=inbox,
     )

@@ -19,7 +19,16 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from opentelemetry import trace
 
-from hostdev_bus import NatsBus, RemoteError, RequestTimeout, Unavailable, codec, connect, tracing
+from hostdev_bus import (
+    NatsBus,
+    RemoteError,
+    RequestTimeout,
+    Unavailable,
+    codec,
+    connect,
+    inbox_prefix,
+    tracing,
+)
 from hostdev_bus.errors import BusError
 from hostdev_events import subjects
 from hostdev_events.base import ErrorCode, ErrorReply, Message
@@ -181,6 +190,7 @@ async def run_service(
         name=f"{service}@{settings.node_name}",
         on_disconnect=metrics.nats_disconnects.inc,
         on_reconnect=metrics.nats_reconnects.inc,
+        inbox=inbox_prefix(service),
     )
     try:
         async with contextlib.AsyncExitStack() as stack, asyncio.TaskGroup() as tasks:
