@@ -202,3 +202,25 @@ async def test_metadata_for_every_family_when_asked(
     (device,) = (await plugin.prepare([claim])).claims[claim.uid].devices
     assert device.cdi_device_ids[1] == f"{node_config.driver}/metadata={claim.uid}_gpu"
     assert list(node_config.cdi_root.rglob("metadata.json"))
+
+
+async def test_admin_access_claim_observes_a_held_device_without_holding_it(
+    services: Services, kubelet: KubeletSimulator, node_config: NodeConfig, cluster: Cluster
+) -> None:
+    """A claim with adminAccess gets the device while another claim holds it exclusively,
+    holds nothing itself, and its unprepare leaves the other claim's hold in place."""
+    plugin = await _plugin(services, kubelet, node_config)
+    await cluster.create_namespace("ops", {"resource.kubernetes.io/admin-access": "true"})
+    user = await cluster.allocated_claim("default", "user", [Allocated("dev", "udmabuf")])
+    admin = await cluster.allocated_claim(
+        "ops", "monitor", [Allocated("dev", "udmabuf", admin_access=True)]
+    )
+    assert (await plugin.prepare([user])).kubelet_failure is None
+    watched = await plugin.prepare([admin])
+    assert watched.kubelet_failure is None
+    (device,) = watched.claims[admin.uid].devices
+    assert device.device_name == "udmabuf"
+    assert device.cdi_device_ids
+    assert (await plugin.unprepare([admin])).kubelet_failure is None
+    rival = await cluster.allocated_claim("default", "rival", [Allocated("dev", "udmabuf")])
+    assert user.uid in (await plugin.prepare([rival])).claims[rival.uid].error

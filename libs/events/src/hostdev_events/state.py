@@ -51,6 +51,9 @@ class HostUndo(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     # The edits are already the final ones (a PCI group, a host path), so the spec can be
     # written before the host actions run; false while apply has still to find them out.
     final_edits: bool = True
+    # adminAccess: the device is handed over for monitoring, possibly while another claim
+    # uses it; it is neither reserved nor reconfigured, so nothing is done or undone.
+    observe_only: bool = False
 
 
 class Checkpoint(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):

@@ -31,6 +31,7 @@ class Allocated:
     device: str
     driver: str = ""  # the cluster's driver when empty
     pool: str = ""  # the cluster's node when empty
+    admin_access: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +41,13 @@ class Claim:
     namespace: str
     name: str
     uid: str
+
+
+def _exactly(device_class: str, admin: bool) -> dict[str, Any]:
+    request: dict[str, Any] = {"deviceClassName": device_class}
+    if admin:
+        request["adminAccess"] = True
+    return request
 
 
 class Cluster:
@@ -74,9 +82,10 @@ class Cluster:
         result: dict[str, Any] = await self.call("POST", "/api/v1/nodes", node)
         return result
 
-    async def create_namespace(self, name: str) -> None:
+    async def create_namespace(self, name: str, labels: dict[str, str] | None = None) -> None:
         """A namespace for claims (the API refuses claims in a namespace that does not exist)."""
-        body = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
+        metadata: dict[str, Any] = {"name": name, "labels": labels or {}}
+        body = {"apiVersion": "v1", "kind": "Namespace", "metadata": metadata}
         await self.call("POST", "/api/v1/namespaces", body)
 
     async def allocated_claim(
@@ -98,6 +107,7 @@ class Cluster:
         if namespace_create:
             await self.create_namespace(namespace)
         requests = sorted({r.request for r in results})
+        admin = {r.request for r in results if r.admin_access}
         claim = {
             "apiVersion": "resource.k8s.io/v1",
             "kind": "ResourceClaim",
@@ -105,7 +115,7 @@ class Cluster:
             "spec": {
                 "devices": {
                     "requests": [
-                        {"name": r, "exactly": {"deviceClassName": device_class}} for r in requests
+                        {"name": r, "exactly": _exactly(device_class, r in admin)} for r in requests
                     ]
                 }
             },
@@ -119,6 +129,7 @@ class Cluster:
                     "driver": r.driver or self.driver,
                     "pool": r.pool or self.node,
                     "device": r.device,
+                    **({"adminAccess": True} if r.admin_access else {}),
                 }
                 for r in results
             ]

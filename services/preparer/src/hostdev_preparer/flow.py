@@ -215,6 +215,9 @@ async def _reserve_and_apply(call: Call, checkpoint: Checkpoint) -> list[HostUnd
         )
     applied = []
     for plan in checkpoint.undo:
+        if plan.observe_only:
+            applied.append(plan)
+            continue
         with tracer.start_as_current_span(
             "host actions", attributes={telemetry.ATTR_DEVICE: plan.device}
         ):
@@ -253,11 +256,13 @@ def current(deps: Deps, checkpoint: Checkpoint) -> bool:
 
 
 def wants(checkpoint: Checkpoint) -> tuple[DeviceWant, ...]:
+    """The ledger entries to hold: every device but those asked for with adminAccess."""
     wants = {
         d.device: DeviceWant(
             device=d.device, shareable=d.shareable, consumes=d.consumes, also_holds=d.also_holds
         )
         for d in checkpoint.devices
+        if not d.admin_access
     }
     return tuple(wants.values())
 
@@ -276,12 +281,13 @@ async def undo(call: Call, checkpoint: Checkpoint, revision: int) -> None:
     if checkpoint.step != ClaimStep.UNPREPARING:
         checkpoint = msgspec.structs.replace(checkpoint, step=ClaimStep.UNPREPARING)
         revision = await deps.checkpoints.update(call.key, checkpoint, last=revision)
-    families = [call.family(p.family) for p in checkpoint.undo]
+    acted = [p for p in checkpoint.undo if not p.observe_only]
+    families = [call.family(p.family) for p in acted]
     if any(f.blocking for f in families):
         # Host actions first undone, then the devices released: nobody may get a device
         # still bound to vfio-pci for someone else.
         await _remove_specs(call)
-        for plan, family in reversed(list(zip(checkpoint.undo, families, strict=True))):
+        for plan, family in reversed(list(zip(acted, families, strict=True))):
             with tracer.start_as_current_span(
                 "undo host actions", attributes={telemetry.ATTR_DEVICE: plan.device}
             ):

@@ -164,7 +164,17 @@ async def _plan(call: Call, claim: ResourceClaim) -> Checkpoint:
                 also_holds=device.also_holds,
             )
         )
-        if device.name not in plans:
+        if item.admin_access and device.name not in plans:
+            plans[device.name] = HostUndo(
+                device=device.name,
+                family=device.family,
+                edits=device.edits,
+                attributes=device.attributes,
+                observe_only=True,
+            )
+        elif not item.admin_access and (
+            device.name not in plans or plans[device.name].observe_only
+        ):
             family = call.family(device.family)
             config = configs.get(item.request, {})
             plans[device.name] = await run_family(
