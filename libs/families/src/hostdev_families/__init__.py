@@ -1,4 +1,4 @@
-"""Device families behind one Protocol: discover, prepare, unprepare, health."""
+"""Device families behind one Protocol: discover, plan, apply, unprepare, healthy."""
 
 from hostdev_families.base import Family, FamilyError, HostRefused, dns_label
 from hostdev_families.config import (
