@@ -19,10 +19,14 @@ class SchemasMissing(RuntimeError):
     """The official schema folder is not where it should be."""
 
 
+# Unmodified upstream copies; tests/schemas/README.md says where each comes from.
+VENDORED_SCHEMAS = REPO_ROOT / "tests" / "schemas"
+
+
 def schemas_dir() -> Path:
-    """`$HOSTDEV_SCHEMAS_DIR`, else `../shared/schemas` beside the repository."""
+    """`$HOSTDEV_SCHEMAS_DIR`, else the copies kept in `tests/schemas`."""
     configured = os.environ.get("HOSTDEV_SCHEMAS_DIR")
-    path = Path(configured) if configured else REPO_ROOT.parent / "shared" / "schemas"
+    path = Path(configured) if configured else VENDORED_SCHEMAS
     if not (path / "cdi-schema.json").exists():
         raise SchemasMissing(
             f"official schemas not found at {path}; set HOSTDEV_SCHEMAS_DIR to the folder "
