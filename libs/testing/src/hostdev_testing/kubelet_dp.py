@@ -270,6 +270,10 @@ class DevicePluginKubelet:
         self._check_open()
         await self._pr_server.start(path)
 
+    async def stop_pod_resources(self) -> None:
+        """Stop answering pod-resources (a kubelet that serves it late, or with the API off)."""
+        await self._pr_server.stop()
+
     def assign(
         self, pod: str, namespace: str, container: str, resource: str, device_ids: Iterable[str]
     ) -> None:
