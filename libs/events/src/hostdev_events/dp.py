@@ -77,6 +77,27 @@ class Allocations(Message, frozen=True, tag="dp.allocations.v1"):
     ids: tuple[str, ...]
 
 
+class RestoreAllocations(Message, frozen=True, tag="dp.restore.v1"):
+    """Bring back the CDI specs and host state of IDs pods still hold.
+
+    The kubelet calls Allocate once per container and never again for running pods; a
+    reboot empties the CDI directory and resets vfio bindings, mdevs and VF settings.
+    IDs whose state is still in place (same boot) are left alone.
+    """
+
+    resource: str
+    allocations: tuple[DpAllocation, ...]
+    timeout_ms: int
+
+
+class AllocationsRestored(Message, frozen=True, tag="dp.restored.v1"):
+    """`restored`: IDs whose state was rebuilt; `errors`: ID to error text for those that
+    could not be. Every other ID asked about was already in place."""
+
+    restored: tuple[str, ...]
+    errors: dict[str, str]
+
+
 class ReconcileAllocations(Message, frozen=True, tag="dp.reconcile.v1"):
     """Compare prepared device-plugin IDs with the kubelet's pod-resources now."""
 

@@ -132,6 +132,11 @@ def dp_list(node: str) -> str:
     return _node_subject(node, "dp.list")
 
 
+def dp_restore(node: str) -> str:
+    """Command: rebuild device-plugin allocations pods still hold (gateway -> preparer)."""
+    return _node_subject(node, "dp.restore")
+
+
 def alloc_prefer(node: str) -> str:
     """Command: choose device-plugin IDs with locality in mind (gateway -> allocator)."""
     return _node_subject(node, "alloc.prefer")

@@ -118,6 +118,7 @@ class DevicePluginKubelet:
         self._history: list[DpRegistration] = []
         self._rejections: list[DpRejection] = []
         self._sequence = itertools.count(1)
+        self._observers: list[Callable[[str, tuple[DpDevice, ...]], None]] = []
         # Bumped when the kubelet stops; a Register call spanning it must not commit.
         self._epoch = 0
         self._changed = asyncio.Condition()
@@ -144,6 +145,11 @@ class DevicePluginKubelet:
     def devices(self, resource: str) -> list[DpDevice]:
         """The latest device list of a resource ([] before the first ListAndWatch message)."""
         return list(self._devices.get(resource, ()))
+
+    def observe(self, observer: Callable[[str, tuple[DpDevice, ...]], None]) -> None:
+        """Call observer(resource, devices) for each ListAndWatch message, the moment the
+        kubelet takes it (before anything else runs), e.g. to record the host's state then."""
+        self._observers.append(observer)
 
     def stream_open(self, resource: str) -> bool:
         """Whether the current plugin's ListAndWatch stream is open."""
@@ -263,6 +269,10 @@ class DevicePluginKubelet:
         """Serve v1.PodResourcesLister on a unix socket at path, answered from pod_resources."""
         self._check_open()
         await self._pr_server.start(path)
+
+    async def stop_pod_resources(self) -> None:
+        """Stop answering pod-resources (a kubelet that serves it late, or with the API off)."""
+        await self._pr_server.stop()
 
     def assign(
         self, pod: str, namespace: str, container: str, resource: str, device_ids: Iterable[str]
@@ -398,4 +408,6 @@ class DevicePluginKubelet:
             self._mark_unhealthy(resource)
         else:
             self._devices[resource] = devices
+            for observer in self._observers:
+                observer(resource, devices)
         await self._notify()

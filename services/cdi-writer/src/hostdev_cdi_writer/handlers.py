@@ -156,8 +156,11 @@ def _our_owners(deps: Deps) -> dict[str, list[Path]]:
     if not deps.cdi_root.is_dir():
         return found
     for path in deps.cdi_root.iterdir():
-        if path.name.startswith((prefix, deps.driver + "-")) and path.suffix == ".json":
-            owner = path.stem.rpartition("_")[2]
+        start = next((p for p in (prefix, deps.driver + "-") if path.name.startswith(p)), None)
+        if start is not None and path.suffix == ".json":
+            # `<class>_<owner>`: our classes have no `_`, device-plugin owners do
+            # (`dp_<resource>_<id>`), so the owner is everything after the first one.
+            owner = path.stem[len(start) :].partition("_")[2]
             found.setdefault(owner, []).append(path)
     folder = deps.cdi_root / metadata.HOST_DIR
     for path in folder.iterdir() if folder.is_dir() else []:

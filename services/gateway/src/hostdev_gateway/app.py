@@ -12,10 +12,12 @@ from hostdev_events import subjects
 from hostdev_events.alloc import Hold
 from hostdev_events.dp import ReconcileAllocations, Reconciled
 from hostdev_events.inventory import Device
+from hostdev_events.service import ServiceReady
 from hostdev_families import ResourceSpec, load_config
 from hostdev_gateway import dra, registration
 from hostdev_gateway.claims import ClaimCalls
 from hostdev_gateway.deviceplugin import ResourcePlugin
+from hostdev_gateway.dp_restore import Restorer
 from hostdev_gateway.dp_sockets import DevicePlugins
 from hostdev_gateway.feed import Feed
 from hostdev_gateway.health import HealthService
@@ -77,31 +79,47 @@ async def _start_dra(ctx: ServiceContext, settings: Settings, feed: Feed) -> Non
 
 async def _start_device_plugins(
     ctx: ServiceContext, settings: Settings, specs: tuple[ResourceSpec, ...], feed: Feed
-) -> Route[Any]:
+) -> tuple[Route[Any], ...]:
     node = settings.node_name
-    plugins = [ResourcePlugin(s, feed, ctx.bus, node, settings.dp_cdi) for s in specs]
-    sockets = DevicePlugins(Path(settings.device_plugins_dir), plugins)
-    ctx.spawn(sockets.run(ctx.stopping))
     reconciler = Reconciler(
         node, ctx.bus, Path(settings.pod_resources_socket), tuple(s.name for s in specs)
     )
+    # Allocations pods still hold are rebuilt (after a reboot) before they count as healthy.
+    restorer = Restorer(node, ctx.bus, feed, reconciler.in_use, specs)
+    plugins = [
+        ResourcePlugin(s, feed, ctx.bus, node, settings.dp_cdi, restorer.restoring) for s in specs
+    ]
+    sockets = DevicePlugins(
+        Path(settings.device_plugins_dir), plugins, before_register=restorer.begin
+    )
+    ctx.spawn(restorer.run(ctx.stopping, settings.pod_resources_seconds))
+    ctx.spawn(sockets.run(ctx.stopping))
     ctx.spawn(reconciler.run(ctx.stopping, settings.pod_resources_seconds))
 
     async def reconcile_now(msg: ReconcileAllocations) -> Reconciled:
         return Reconciled(released=await reconciler.once())
 
-    return Route(subjects.dp_reconcile(node), ReconcileAllocations, reconcile_now)
+    return (
+        Route(subjects.dp_reconcile(node), ReconcileAllocations, reconcile_now),
+        Route(
+            subjects.service_ready(node),
+            ServiceReady,
+            restorer.on_service_ready,
+            every_instance=True,
+        ),
+    )
 
 
 def app(settings: Settings) -> App:
-    """The gateway app for the runner: it answers the kubelet, and one reconcile subject."""
+    """The gateway app for the runner: it answers the kubelet, one reconcile subject, and
+    follows service starts (a preparer start retries waiting device-plugin restores)."""
 
     async def start(ctx: ServiceContext) -> Sequence[Route[Any]]:
         feed = await _start_feed(ctx, settings)
         await _start_dra(ctx, settings, feed)
         specs = resources(settings)
         if specs:
-            return (await _start_device_plugins(ctx, settings, specs, feed),)
+            return await _start_device_plugins(ctx, settings, specs, feed)
         return ()
 
     return start

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import grpc
 from opentelemetry import trace
@@ -38,16 +38,27 @@ def _device(offer: dp_model.Offered) -> pb.Device:
 class ResourcePlugin(pb_grpc.DevicePluginServicer):
     """One extended resource: its IDs, their health, and allocation through the preparer."""
 
-    def __init__(self, spec: ResourceSpec, feed: Feed, bus: Bus, node: str, cdi: bool) -> None:
+    def __init__(
+        self,
+        spec: ResourceSpec,
+        feed: Feed,
+        bus: Bus,
+        node: str,
+        cdi: bool,
+        restoring: Callable[[str], frozenset[str]] = lambda resource: frozenset(),
+    ) -> None:
         self.spec = spec
         self.feed = feed
         self.bus = bus
         self.node = node
         self.cdi = cdi
+        self.restoring = restoring  # IDs of a resource held by pods, not yet rebuilt
 
     def offers(self) -> list[dp_model.Offered]:
         """The IDs offered right now."""
-        return dp_model.offered(self.spec, self.feed.devices, self.feed.holds)
+        return dp_model.offered(
+            self.spec, self.feed.devices, self.feed.holds, self.restoring(self.spec.name)
+        )
 
     async def GetDevicePluginOptions(
         self, request: pb.Empty, context: Context

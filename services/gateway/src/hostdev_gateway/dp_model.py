@@ -52,10 +52,14 @@ def _available(spec: ResourceSpec, device: Device, hold: Hold | None) -> bool:
 
 
 def offered(
-    spec: ResourceSpec, devices: Mapping[str, Device], holds: Mapping[str, Hold]
+    spec: ResourceSpec,
+    devices: Mapping[str, Device],
+    holds: Mapping[str, Hold],
+    restoring: frozenset[str] = frozenset(),
 ) -> list[Offered]:
     """Every ID the resource offers now. A device a DRA claim (or another resource) holds
-    exclusively is reported Unhealthy, so the kubelet does not hand it out twice."""
+    exclusively is reported Unhealthy, so the kubelet does not hand it out twice; so is an
+    ID in `restoring`, held by a pod whose CDI spec and host state are not yet rebuilt."""
     result = []
     for name in sorted(devices):
         device = devices[name]
@@ -70,12 +74,14 @@ def offered(
             for entry in (device.name, *device.also_holds)
         )
         health = HEALTHY if usable else UNHEALTHY
-        if spec.shares > 1 and device.shareable:
-            result += [
-                Offered(slot_id(name, i), name, numa, root, health) for i in range(spec.shares)
-            ]
-        else:
-            result.append(Offered(name, name, numa, root, health))
+        ids = (
+            [slot_id(name, i) for i in range(spec.shares)]
+            if spec.shares > 1 and device.shareable
+            else [name]
+        )
+        result += [
+            Offered(i, name, numa, root, UNHEALTHY if i in restoring else health) for i in ids
+        ]
     return result
 
 

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import os
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,6 +46,8 @@ class DevicePlugins:
     served: list[_Served] = field(default_factory=list)
     kubelet_identity: tuple[int, int] | None = None
     registrations: int = 0
+    # Runs before every (re)registration; an exception postpones it to the next check.
+    before_register: Callable[[], Awaitable[None]] | None = None
 
     def _kubelet(self) -> tuple[int, int] | None:
         try:
@@ -93,6 +96,12 @@ class DevicePlugins:
             return  # no kubelet (yet): nothing to register with
         if identity == self.kubelet_identity and self._intact():
             return
+        if self.before_register is not None:
+            try:
+                await self.before_register()
+            except Exception as err:
+                logger.warning("not registering yet", extra={"error": str(err)})
+                return
         await self._serve_all()
         try:
             for item in self.served:

@@ -29,6 +29,10 @@ class Feed:
             self.version += 1
             self._changed.notify_all()
 
+    async def touch(self) -> None:
+        """Wake every waiter: something derived from the feed (not in it) changed."""
+        await self._bump()
+
     async def wait_newer(self, version: int) -> int:
         """Wait until the feed is newer than `version`; returns the new version."""
         async with self._changed:

@@ -20,7 +20,8 @@ class Settings(CommonSettings, frozen=True, kw_only=True):
                   (HOSTDEV_DEVICE_PLUGINS_DIR).
     pod_resources_socket: the kubelet's pod-resources socket, to learn which device plugin
                   IDs pods still use (HOSTDEV_POD_RESOURCES_SOCKET).
-    pod_resources_seconds: how often that is asked (HOSTDEV_POD_RESOURCES_SECONDS).
+    pod_resources_seconds: how often that is asked (HOSTDEV_POD_RESOURCES_SECONDS); also how
+                  often a failed rebuild of a device-plugin allocation pods hold is retried.
     health_resend_seconds: how often the DRA health stream repeats the full list
                   (HOSTDEV_HEALTH_RESEND_SECONDS); well under the kubelet's 30 s staleness.
     health_timeout_seconds: how long the kubelet may go without hearing of a device before it

@@ -11,12 +11,17 @@ from typing import Any
 from hostdev_bus import NatsKv
 from hostdev_events import subjects
 from hostdev_events.claims import PrepareClaims, UnprepareClaims
-from hostdev_events.dp import AllocateDevices, ListAllocations, ReleaseAllocations
+from hostdev_events.dp import (
+    AllocateDevices,
+    ListAllocations,
+    ReleaseAllocations,
+    RestoreAllocations,
+)
 from hostdev_events.inventory import Device, InventoryChanged
 from hostdev_events.state import Checkpoint
 from hostdev_families import Pyroute2Netlink, VfNetlink, build_families, load_config
 from hostdev_kube import Kube
-from hostdev_preparer import dp
+from hostdev_preparer import dp, dp_restore
 from hostdev_preparer.flow import Deps
 from hostdev_preparer.handlers import on_prepare, on_unprepare
 from hostdev_preparer.inventory import InventoryView
@@ -32,7 +37,7 @@ logger = logging.getLogger(__name__)
 SERVICE = "preparer"
 
 
-def routes(node: str, deps: Deps) -> tuple[Route[Any], ...]:
+def routes(node: str, deps: Deps, restored: dp_restore.RestoreMetrics) -> tuple[Route[Any], ...]:
     """Subjects this service answers or follows."""
     return (
         Route(subjects.claims_prepare(node), PrepareClaims, partial(on_prepare, deps=deps)),
@@ -40,6 +45,11 @@ def routes(node: str, deps: Deps) -> tuple[Route[Any], ...]:
         Route(subjects.dp_allocate(node), AllocateDevices, partial(dp.on_allocate, deps=deps)),
         Route(subjects.dp_release(node), ReleaseAllocations, partial(dp.on_release, deps=deps)),
         Route(subjects.dp_list(node), ListAllocations, partial(dp.on_list, deps=deps)),
+        Route(
+            subjects.dp_restore(node),
+            RestoreAllocations,
+            partial(dp_restore.on_restore, deps=deps, metrics=restored),
+        ),
         Route(
             subjects.inventory_changed(node),
             InventoryChanged,
@@ -106,6 +116,6 @@ def app(
             boot_id=read_boot_id(Path(settings.boot_id_file)),
             metrics=ClaimMetrics(ctx.metrics.registry),
         )
-        return routes(node, deps)
+        return routes(node, deps, dp_restore.RestoreMetrics(ctx.metrics.registry))
 
     return start

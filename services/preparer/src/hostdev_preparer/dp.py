@@ -41,7 +41,8 @@ tracer = trace.get_tracer("hostdev_preparer")
 DP_NAMESPACE = ""
 
 
-def _call(resource: str, device_id: str, deps: Deps, deadline: float) -> Call:
+def dp_call(resource: str, device_id: str, deps: Deps, deadline: float) -> Call:
+    """One ID of a resource as a call, owned by `dp_<resource>_<id>`."""
     ref = ClaimRef(namespace=DP_NAMESPACE, name=resource, uid=dp.owner(resource, device_id))
     return Call(ref, deps, deadline)
 
@@ -49,7 +50,7 @@ def _call(resource: str, device_id: str, deps: Deps, deadline: float) -> Call:
 async def on_allocate(msg: AllocateDevices, deps: Deps) -> DevicesAllocated:
     """Prepare every ID of one container's Allocate; if one fails, none stays prepared."""
     deadline = deps.clock.monotonic() + msg.timeout_ms / 1000
-    calls = [(a, _call(msg.resource, a.id, deps, deadline)) for a in msg.allocations]
+    calls = [(a, dp_call(msg.resource, a.id, deps, deadline)) for a in msg.allocations]
     results = await asyncio.gather(*(_allocate(a, c) for a, c in calls), return_exceptions=True)
     errors = [
         (a, c, r) for (a, c), r in zip(calls, results, strict=True) if isinstance(r, BaseException)
@@ -69,39 +70,48 @@ async def _allocate(allocation: DpAllocation, call: Call) -> DpPrepared:
         "allocate device", attributes={telemetry.ATTR_DEVICE: allocation.device}
     ):
         async with call.deps.locks.hold(call.claim.uid):
-            found = await call.deps.checkpoints.get(call.key)
-            if found is not None:
-                checkpoint, revision = found
-                same = [d.device for d in checkpoint.devices] == [allocation.device]
-                if current(call.deps, checkpoint) and same:
-                    return _prepared(allocation, checkpoint)  # the kubelet reused the ID
-                if same and checkpoint.step == ClaimStep.COMPLETED:  # from an earlier boot
-                    return _prepared(
-                        allocation, await complete(call, checkpoint, revision, metadata=False)
-                    )
-                await undo(call, checkpoint, revision)
-            device = await inventory_device(call, allocation.device)
-            family = call.family(device.family)
-            plan = await run_family(family.blocking, family.plan, device, call.claim.uid, {})
-            checkpoint = Checkpoint(
-                claim=call.claim,
-                step=ClaimStep.PREPARING,
-                devices=(
-                    AllocatedDevice(
-                        request=allocation.id,
-                        pool=call.deps.node,
-                        device=device.name,
-                        family=device.family,
-                        shareable=device.shareable,
-                        consumes=device.consumes,
-                        also_holds=device.also_holds,
-                    ),
-                ),
-                undo=(plan,),
-            )
-            revision = await call.deps.checkpoints.create(call.key, checkpoint)
-            done = await complete(call, checkpoint, revision, metadata=False)
-            return _prepared(allocation, done)
+            return await allocate_held(allocation, call)
+
+
+def in_place(deps: Deps, allocation: DpAllocation, checkpoint: Checkpoint) -> bool:
+    """Whether the ID's work is done for this device and still there (same boot)."""
+    same = [d.device for d in checkpoint.devices] == [allocation.device]
+    return same and current(deps, checkpoint)
+
+
+async def allocate_held(allocation: DpAllocation, call: Call) -> DpPrepared:
+    """Prepare one ID, or redo what a reboot undid; the caller holds the ID's lock."""
+    found = await call.deps.checkpoints.get(call.key)
+    if found is not None:
+        checkpoint, revision = found
+        if in_place(call.deps, allocation, checkpoint):
+            return _prepared(allocation, checkpoint)  # the kubelet reused the ID
+        same = [d.device for d in checkpoint.devices] == [allocation.device]
+        if same and checkpoint.step == ClaimStep.COMPLETED:  # from an earlier boot
+            return _prepared(allocation, await complete(call, checkpoint, revision, metadata=False))
+        await undo(call, checkpoint, revision)
+    device = await inventory_device(call, allocation.device)
+    family = call.family(device.family)
+    plan = await run_family(family.blocking, family.plan, device, call.claim.uid, {})
+    checkpoint = Checkpoint(
+        claim=call.claim,
+        step=ClaimStep.PREPARING,
+        devices=(
+            AllocatedDevice(
+                request=allocation.id,
+                pool=call.deps.node,
+                device=device.name,
+                family=device.family,
+                shareable=device.shareable,
+                consumes=device.consumes,
+                also_holds=device.also_holds,
+            ),
+        ),
+        undo=(plan,),
+    )
+    revision = await call.deps.checkpoints.create(call.key, checkpoint)
+    done = await complete(call, checkpoint, revision, metadata=False)
+    return _prepared(allocation, done)
 
 
 def _prepared(allocation: DpAllocation, checkpoint: Checkpoint) -> DpPrepared:
@@ -132,7 +142,7 @@ async def on_release(msg: ReleaseAllocations, deps: Deps) -> AllocationsReleased
     """Undo allocations no pod uses any more; unknown IDs are already released."""
     deadline = deps.clock.monotonic() + msg.timeout_ms / 1000
     errors = await asyncio.gather(
-        *(_release(_call(msg.resource, i, deps, deadline)) for i in msg.ids)
+        *(_release(dp_call(msg.resource, i, deps, deadline)) for i in msg.ids)
     )
     return AllocationsReleased(errors=dict(zip(msg.ids, errors, strict=True)))
 
