@@ -78,12 +78,12 @@ async def test_dry_run_create_shows_the_stripping_without_storing(gated: ApiServ
 
 async def test_slice_keeps_the_fields_with_the_gate_on() -> None:
     """The default server (gate on, as in 1.36) keeps both fields."""
-    async with ApiServer(schemas_dir=schemas_dir()) as url:
-        async with (
-            aiohttp.ClientSession() as http,
-            http.post(url + SLICES, json=shared_slice()) as r,
-        ):
-            answer = await r.json()
+    async with (
+        ApiServer(schemas_dir=schemas_dir()) as url,
+        aiohttp.ClientSession() as http,
+        http.post(url + SLICES, json=shared_slice()) as response,
+    ):
+        answer = await response.json()
     device = answer["spec"]["devices"][0]
     assert device["allowMultipleAllocations"] is True
     assert device["capacity"]["slots"]["requestPolicy"] == POLICY
