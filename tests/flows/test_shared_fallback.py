@@ -4,6 +4,7 @@ the rest of the driver prepares a claim for a copy as the shared device it stand
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import socket
@@ -227,3 +228,19 @@ async def test_feature_on_publishes_each_shared_device_once_without_copies(
     text = await _metrics(port)
     assert "hostdev_shared_fallback_active 0.0" in text
     assert 'hostdev_shared_probes_total{result="kept"} 1.0' in text
+
+
+async def test_health_stream_reports_a_prepared_copy_healthy_under_its_own_name(
+    services: Services, kubelet: KubeletSimulator, node_config: NodeConfig, cluster: Cluster
+) -> None:
+    """The kubelet hears about `kvm-2` as the healthy /dev/kvm, not as a device gone."""
+    await services.start()
+    plugin = await kubelet.wait_for_driver(node_config.driver, timeout=10)
+    claim = await cluster.allocated_claim("default", "vm", [Allocated("kvm", "kvm-2")])
+    assert (await plugin.prepare([claim])).kubelet_failure is None
+    async with asyncio.timeout(10), plugin.watch_health() as stream:
+        async for update in stream:
+            reported = [(d.device_name, d.health) for d in update.devices]
+            if reported:
+                break
+    assert reported == [("kvm-2", "Healthy")]
