@@ -105,9 +105,11 @@ class Kube:
         query = urlencode({"fieldSelector": _selector(node, driver)})
         return await self._request(SliceList, "GET", f"{SLICES}?{query}")
 
-    async def create_slice(self, body: dict[str, Any]) -> SliceObject:
-        """Create a ResourceSlice (generateName allowed)."""
-        return await self._request(SliceObject, "POST", SLICES, body)
+    async def create_slice(self, body: dict[str, Any], *, dry_run: bool = False) -> SliceObject:
+        """Create a ResourceSlice (generateName allowed); `dry_run` stores nothing but answers
+        what would be stored, with the fields of disabled features dropped."""
+        path = f"{SLICES}?dryRun=All" if dry_run else SLICES
+        return await self._request(SliceObject, "POST", path, body)
 
     async def replace_slice(self, name: str, body: dict[str, Any]) -> SliceObject:
         """Update a ResourceSlice; raises Conflict when its resourceVersion is stale."""

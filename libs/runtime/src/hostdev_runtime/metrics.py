@@ -80,3 +80,28 @@ class DeviceMetrics:
             ["family", "health"],
             registry=registry,
         )
+
+
+class SharedFallbackMetrics:
+    """Discovery's: shared devices on an API server that drops `allowMultipleAllocations`."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.active = Gauge(
+            "hostdev_shared_fallback_active",
+            "1 while the API server drops allowMultipleAllocations (DRAConsumableCapacity off) "
+            "and shared devices are published as numbered copies.",
+            registry=registry,
+        )
+        self.exclusive = Gauge(
+            "hostdev_shared_devices_exclusive",
+            "Shared devices the scheduler can give to one claim only: the API server drops "
+            "allowMultipleAllocations and no copies could be published for them.",
+            registry=registry,
+        )
+        self.probes = Counter(
+            "hostdev_shared_probes",
+            "Dry-run checks whether the API server keeps allowMultipleAllocations, by result "
+            "(kept, dropped, error).",
+            ["result"],
+            registry=registry,
+        )

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from hostdev_bus import NatsKv
+from hostdev_discovery.fallback import SharedFallback
 from hostdev_discovery.handlers import on_get_inventory
 from hostdev_discovery.health import HealthTracker
 from hostdev_discovery.inventory import InventoryStore
@@ -20,7 +21,7 @@ from hostdev_events.inventory import Device, GetInventory
 from hostdev_families import Pyroute2Netlink, build_families, load_config
 from hostdev_kube import Kube
 from hostdev_runtime.clock import SystemClock
-from hostdev_runtime.metrics import DeviceMetrics
+from hostdev_runtime.metrics import DeviceMetrics, SharedFallbackMetrics
 from hostdev_runtime.runner import App, Route, ServiceContext
 from hostdev_sysfs import HostRoot, ReadOnlyWriter
 
@@ -41,12 +42,18 @@ def app(settings: Settings) -> App:
         store = InventoryStore(node, kv, ctx.bus)
         await store.load()
         publisher = None
+        wake = asyncio.Event()
         if settings.publish_slices:
             kube = await Kube.connect(settings.kube_api_url)
             ctx.stack.push_async_callback(kube.close)
             taint = settings.taint_effect if settings.taint_unhealthy else None
-            publisher = SlicePublisher(kube, node, settings.driver_name, taint)
-        wake = asyncio.Event()
+            shared = SharedFallback(
+                settings.shared_copies, SharedFallbackMetrics(ctx.metrics.registry), wake
+            )
+            publisher = SlicePublisher(kube, node, settings.driver_name, taint, shared)
+            # Asked before the first publish, so the first slices are already right.
+            await shared.probe(kube, publisher.pool)
+            ctx.spawn(shared.run(kube, publisher.pool, settings.shared_probe_seconds, ctx.stopping))
         scanner = Scanner(
             families=families,
             store=store,

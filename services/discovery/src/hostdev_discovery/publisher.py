@@ -9,6 +9,7 @@ from typing import Any
 
 from opentelemetry import trace
 
+from hostdev_discovery.fallback import SharedFallback
 from hostdev_discovery.inventory import bounded
 from hostdev_discovery.slices import Existing, Pool, SlicePlan, plan
 from hostdev_events.inventory import Device
@@ -23,8 +24,16 @@ _CONFLICT_RETRIES = 3
 class SlicePublisher:
     """Keeps the server's slices of one pool equal to the inventory."""
 
-    def __init__(self, kube: Kube, node: str, driver: str, taint_effect: str | None = None) -> None:
+    def __init__(
+        self,
+        kube: Kube,
+        node: str,
+        driver: str,
+        taint_effect: str | None = None,
+        shared: SharedFallback | None = None,
+    ) -> None:
         self.kube = kube
+        self.shared = shared  # shared devices as copies when the server drops the field
         self.node = node
         self.driver = driver
         self.taint_effect = taint_effect
@@ -67,6 +76,8 @@ class SlicePublisher:
         """Make the server match `devices`; returns what was written."""
         with tracer.start_as_current_span("publish resource slices") as span:
             await self.owner()
+            if self.shared is not None:
+                devices = self.shared.expand(devices)
             for attempt in range(_CONFLICT_RETRIES):
                 listed = await self.kube.list_slices(self.node, self.driver)
                 self.list_version = listed.metadata.resource_version
@@ -114,6 +125,8 @@ class SlicePublisher:
         self._written.pop(name, None)
 
     def _record(self, stored: SliceObject, body: dict[str, Any]) -> None:
+        if self.shared is not None:
+            self.shared.observe(body, stored)
         pool = body["spec"]["pool"]
         self._written[stored.metadata.name] = Existing(
             name=stored.metadata.name,

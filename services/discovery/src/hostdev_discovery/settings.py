@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
+
+import msgspec
 
 from hostdev_runtime.settings import CommonSettings
 
@@ -24,6 +26,13 @@ class Settings(CommonSettings, frozen=True, kw_only=True):
                     (HOSTDEV_TAINT_UNHEALTHY; the DRADeviceTaints API is beta in 1.36, alpha before).
     taint_effect:   NoSchedule (keep new claims away) or NoExecute (also evict pods)
                     (HOSTDEV_TAINT_EFFECT).
+    shared_copies:  how many numbered copies of each shared device are published while the
+                    API server drops `allowMultipleAllocations` (DRAConsumableCapacity off)
+                    (HOSTDEV_SHARED_COPIES): that many claims can hold it at once. 0 publishes
+                    none: shared devices then become exclusive, which is logged at ERROR.
+    shared_probe_seconds: how often a dry-run create asks the API server whether it keeps
+                    `allowMultipleAllocations` (HOSTDEV_SHARED_PROBE_SECONDS), so the copies
+                    come and go with the feature gate; also asked at start-up.
     """
 
     kube_api_url: str = ""
@@ -35,3 +44,5 @@ class Settings(CommonSettings, frozen=True, kw_only=True):
     publish_slices: bool = True
     taint_unhealthy: bool = False
     taint_effect: Literal["NoSchedule", "NoExecute"] = "NoSchedule"
+    shared_copies: Annotated[int, msgspec.Meta(ge=0, le=128)] = 16
+    shared_probe_seconds: Annotated[float, msgspec.Meta(gt=0)] = 300.0

@@ -16,6 +16,7 @@ import grpc
 
 from hostdev_events import dp
 from hostdev_events.alloc import is_device_entry
+from hostdev_events.copies import lookup
 from hostdev_gateway.feed import Feed
 from hostdev_kubelet_pb.dra_health.v1alpha1 import api_pb2 as pb
 from hostdev_kubelet_pb.dra_health.v1alpha1 import api_pb2_grpc as pb_grpc
@@ -37,7 +38,7 @@ def report(feed: Feed, now: float, timeout_seconds: int) -> pb.NodeWatchResource
     """The full health list of prepared devices."""
     devices = []
     for name in prepared_devices(feed):
-        device = feed.devices.get(name)
+        device = lookup(feed.devices, name)  # a claim may hold a numbered copy (`kvm-3`)
         healthy = device is not None and device.healthy
         message = "" if healthy else (device.health_message if device else GONE)
         devices.append(

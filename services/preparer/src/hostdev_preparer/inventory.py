@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import msgspec
+
 from hostdev_bus import KvStore
 from hostdev_events import subjects
+from hostdev_events.copies import copied_device
 from hostdev_events.inventory import Device, InventoryChanged
 
 
@@ -21,7 +24,24 @@ class InventoryView:
         self._generation = 0
 
     async def device(self, name: str) -> Device | None:
-        """The device, or None when discovery does not know it."""
+        """The device, or None when discovery does not know it.
+
+        A numbered copy of a shared device (`kvm-3`, published when the API server drops
+        `allowMultipleAllocations`) is that shared device under the copy's name: the
+        claim's spec, hold and answer then carry the name the scheduler allocated.
+        """
+        found = await self._read(name)
+        if found is not None:
+            return found
+        base = copied_device(name)
+        if base is None:
+            return None
+        shared = await self._read(base)
+        if shared is None or not shared.shareable:
+            return None
+        return msgspec.structs.replace(shared, name=name)
+
+    async def _read(self, name: str) -> Device | None:
         cached = self._cache.get(name)
         if cached is not None:
             return cached

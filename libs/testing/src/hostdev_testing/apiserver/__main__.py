@@ -10,6 +10,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from hostdev_testing.apiserver import gates
 from hostdev_testing.apiserver.server import ApiServer
 
 
@@ -22,7 +23,12 @@ def _write_atomically(path: Path, text: str) -> None:
 
 
 async def serve(args: argparse.Namespace) -> None:
-    server = ApiServer(args.schemas_dir, host=args.host, port=args.port)
+    server = ApiServer(
+        args.schemas_dir,
+        host=args.host,
+        port=args.port,
+        feature_gates=gates.parse(args.feature_gates),
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -47,6 +53,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--url-file", type=Path, help="write the base URL here once listening")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 lets the kernel choose")
+    parser.add_argument(
+        "--feature-gates",
+        default="",
+        help="as kube-apiserver's, e.g. DRAConsumableCapacity=false (drops its fields on write)",
+    )
     asyncio.run(serve(parser.parse_args(argv)))
     return 0
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from hostdev_testing.apiserver import errors, patch, rules
 from hostdev_testing.apiserver.errors import ApiError, FieldError, bad_request
+from hostdev_testing.apiserver.gates import FeatureGates
 from hostdev_testing.apiserver.resources import RESOURCES, Obj, ResourceType
 from hostdev_testing.apiserver.schema import OpenApi
 from hostdev_testing.apiserver.selectors import Selector
@@ -67,11 +68,17 @@ class Registry:
     """Create, read, update, patch and delete with the real server's side effects and checks."""
 
     def __init__(
-        self, store: Store, openapi: OpenApi | None, *, require_resource_version: bool = False
+        self,
+        store: Store,
+        openapi: OpenApi | None,
+        *,
+        require_resource_version: bool = False,
+        gates: FeatureGates | None = None,
     ) -> None:
         self.store = store
         self.openapi = openapi
         self.require_resource_version = require_resource_version
+        self.gates = gates if gates is not None else FeatureGates()
 
     def get(self, rt: ResourceType, namespace: str, name: str) -> Obj:
         found = self.store.get(rt.plural, (namespace if rt.namespaced else "", name))
@@ -161,6 +168,7 @@ class Registry:
         strategy = STRATEGIES[rt.plural]
         strategy.on_create(obj)
         strategy.on_write(obj)
+        self.gates.drop_disabled(rt.plural, obj, None, status=False)
         meta["uid"], meta["creationTimestamp"] = str(uuid.uuid4()), now()
         self._validate(rt, obj, None, False, decoded.schema_errors)
         if meta.get("resourceVersion"):
@@ -198,6 +206,7 @@ class Registry:
         new = _merged(rt, old, obj, status)
         if not status:
             STRATEGIES[rt.plural].on_write(new)
+        self.gates.drop_disabled(rt.plural, new, old, status=status)
         self._validate(rt, new, old, status, decoded.schema_errors)
         new = self._storage_form(rt, new)
         if new == old:

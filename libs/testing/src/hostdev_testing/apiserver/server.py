@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from aiohttp import web
 
+from hostdev_testing.apiserver.gates import FeatureGates
 from hostdev_testing.apiserver.registry import Registry
 from hostdev_testing.apiserver.resources import Obj, resource
 from hostdev_testing.apiserver.routes import Handler
@@ -25,7 +26,9 @@ class ApiServer:
     """A stateful kube-apiserver stand-in for nodes, namespaces and resource.k8s.io/v1.
 
     `schemas_dir` holds the official OpenAPI documents; without it, only the hand-written
-    server-side rules are checked. Use as `async with ApiServer(schemas_dir=d) as url:`.
+    server-side rules are checked. `feature_gates` turns modelled gates off as
+    `--feature-gates` does (see `gates`); `gates` changes them later, as a restart of the
+    server with other flags would. Use as `async with ApiServer(schemas_dir=d) as url:`.
     """
 
     def __init__(
@@ -37,11 +40,16 @@ class ApiServer:
         require_resource_version: bool = False,
         host: str = "127.0.0.1",
         port: int = 0,
+        feature_gates: Mapping[str, bool] | None = None,
     ) -> None:
         self.store = Store(history)
         openapi = OpenApi.load(schemas_dir) if schemas_dir is not None else None
+        self.gates = FeatureGates.of(feature_gates)
         self.registry = Registry(
-            self.store, openapi, require_resource_version=require_resource_version
+            self.store,
+            openapi,
+            require_resource_version=require_resource_version,
+            gates=self.gates,
         )
         self._handler = Handler(self.registry, bookmark_interval)
         self._host, self._port = host, port
