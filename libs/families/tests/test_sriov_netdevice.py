@@ -124,3 +124,20 @@ def test_vfio_mode_hands_over_no_interface(sample: SampleHost) -> None:
     family = _family(sample)
     plan = family.plan(_vfs(family)[sample.netdev_vfs[0]], "c1", {"mode": "vfio"})
     assert container_interface(plan) is None
+
+
+def test_an_all_zero_mac_is_not_reported(sample: SampleHost) -> None:
+    """An interface without an address yet (all zeros) hands over no MAC to report."""
+    family = _family(sample)
+    device = _vfs(family)[sample.netdev_vfs[0]]
+    interface = _host_interface(sample, device)
+    (sample.root / f"sys/class/net/{interface}/address").write_text("00:00:00:00:00:00\n")
+    plan = family.apply(family.plan(device, "c1", {}))
+    assert handed_mac(plan) is None
+    family.unprepare(plan)
+
+
+def _host_interface(sample: SampleHost, device: Device) -> str:
+    """The VF's interface name on the host, as sysfs lists it under the function."""
+    (name,) = (sample.root / f"sys/bus/pci/devices/{device.params['address']}/net").iterdir()
+    return name.name

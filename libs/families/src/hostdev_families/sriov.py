@@ -21,6 +21,7 @@ CONFIG_KEYS = frozenset({"mode", "vlan", "mac", "trust", "interfaceName"})
 MODES = ("vfio", "netdevice")
 _MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 _LINK_TYPES = {"1": "ethernet", "32": "infiniband"}
+_NO_MAC = "00:00:00:00:00:00"
 # The kernel keeps interface names in IFNAMSIZ (16) bytes with the terminating NUL.
 IFNAME_MAX = 15
 # Plan data keys of a netdevice VF: the name asked for in the container, and the MAC the
@@ -196,12 +197,13 @@ class SriovFamily:
         )
 
     def _read_mac(self, interface: str) -> str | None:
-        """The interface's MAC as the kernel shows it; None when it cannot be read."""
+        """The interface's MAC as the kernel shows it; None when it cannot be read or is
+        all zeros (no address yet: nothing worth reporting)."""
         try:
             mac = self.root.read_text(f"/sys/class/net/{interface}/address").strip().lower()
         except OSError:
             return None
-        return mac if _MAC.match(mac) else None
+        return mac if _MAC.match(mac) and mac != _NO_MAC else None
 
     def unprepare(self, undo: HostUndo) -> None:
         was = _decode("was", undo.data)
