@@ -22,7 +22,7 @@ import yaml
 
 from hostdev_families.config import DevicesConfig
 from hostdev_families.registry import build_families, discover_all
-from hostdev_families.sriov import MODES
+from hostdev_families.sriov import MODES, interface_name_error
 from hostdev_gateway.dp_model import offered
 from hostdev_sysfs import HostRoot
 from hostdev_testing.fakehost import FakeHost
@@ -144,6 +144,7 @@ class Alternative:
     request: str
     device_class: str
     selectors: tuple[str, ...]
+    subrequest: str = ""  # its name within firstAvailable; "" for `exactly`
 
 
 def _alternatives(request: Obj) -> Iterator[Alternative]:
@@ -152,7 +153,19 @@ def _alternatives(request: Obj) -> Iterator[Alternative]:
             request["name"],
             part["deviceClassName"],
             tuple(s["cel"]["expression"] for s in part.get("selectors", [])),
+            part.get("name", ""),
         )
+
+
+def _addressed(requests: dict[str, Obj], reference: str) -> list[Alternative]:
+    """What a config entry's request reference reaches: `req` every alternative of the
+    request, `req/sub` that subrequest alone."""
+    request, _, subrequest = reference.partition("/")
+    found = [
+        a for a in _alternatives(requests[request]) if a.subrequest == subrequest or not subrequest
+    ]
+    assert found, reference
+    return found
 
 
 @cache
@@ -322,7 +335,7 @@ def test_vf_configs_are_settings_the_driver_understands() -> None:
                 continue
             configs += 1
             for request in entry.get("requests") or list(requests):
-                classes = {a.device_class for a in _alternatives(requests[request])}
+                classes = {a.device_class for a in _addressed(requests, request)}
                 families = set().union(*(_class_families()[c] for c in classes))
                 assert families == {"sriov"}, f"{doc}: VfConfig for {request}"
             params = opaque["parameters"]
@@ -338,9 +351,9 @@ def test_vf_configs_are_settings_the_driver_understands() -> None:
             assert 0 <= vlan <= 4095, str(doc)
             assert _MAC.match(str(params.get("mac", "00:00:00:00:00:00")).lower()), str(doc)
             assert isinstance(params.get("trust", False), bool), str(doc)
-            interface = params.get("interfaceName", "net1")
-            assert isinstance(interface, str), str(doc)
-            assert re.fullmatch(r"[A-Za-z0-9_.-]{1,15}", interface), f"{doc}: {interface}"
+            if "interfaceName" in params:
+                error = interface_name_error(params["interfaceName"])
+                assert error is None, f"{doc}: interfaceName {error}"
     assert configs
 
 

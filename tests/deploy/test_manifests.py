@@ -100,9 +100,17 @@ RBAC_ALLOWED: dict[str, frozenset[tuple[str, str, str]]] = {
         {
             ("resource.k8s.io", "resourceclaims", "get"),
             ("resource.k8s.io", "resourceclaims/status", "update"),
-            ("resource.k8s.io", "resourceclaims/status", "patch"),
+            ("resource.k8s.io", "resourceclaims/driver", "associated-node:update"),
         }
     ),
+}
+# What writing status.devices takes on Kubernetes 1.36 (the preparer writes it with PUT
+# only): resourceclaims/status `update`, and `associated-node:update` on the synthetic
+# subresource resourceclaims/driver for this driver's name alone (granular ResourceClaim
+# status authorization, kubernetes/kubernetes#134947; kubernetes.io hardening guide for DRA).
+DEVICE_STATUS_RULES = {
+    ("resourceclaims/status", "update", None),
+    ("resourceclaims/driver", "associated-node:update", (DRIVER,)),
 }
 
 # DeviceClass name -> the `family` attribute it selects (None: every device of the driver).
@@ -545,6 +553,22 @@ def test_only_discovery_and_the_preparer_have_api_rules_within_the_allow_list() 
         (f"hostdev-{service}", (("ServiceAccount", f"hostdev-{service}", NAMESPACE),))
         for service in RBAC_ALLOWED
     }
+
+
+def test_preparer_may_write_device_status_only_for_its_driver_on_its_node() -> None:
+    """The preparer's rules on the status subresources are exactly what 1.36 asks of a
+    node-local driver writing status.devices with PUT: no patch, no `arbitrary-node` verb,
+    the driver subresource limited to the driver name the services run with."""
+    (role,) = [d for d in _base() if d.kind == "ClusterRole" and d.name == "hostdev-preparer"]
+    granted = {
+        (resource, verb, tuple(rule["resourceNames"]) if "resourceNames" in rule else None)
+        for rule in role.obj["rules"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+        if resource.startswith("resourceclaims/")
+    }
+    assert granted == DEVICE_STATUS_RULES
+    assert _env_file(BASE / "hostdev.env")["HOSTDEV_DRIVER_NAME"] == DRIVER
 
 
 # --- the services' pods ---------------------------------------------------------------------------

@@ -21,6 +21,13 @@ CONFIG_KEYS = frozenset({"mode", "vlan", "mac", "trust", "interfaceName"})
 MODES = ("vfio", "netdevice")
 _MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 _LINK_TYPES = {"1": "ethernet", "32": "infiniband"}
+_NO_MAC = "00:00:00:00:00:00"
+# The kernel keeps interface names in IFNAMSIZ (16) bytes with the terminating NUL.
+IFNAME_MAX = 15
+# Plan data keys of a netdevice VF: the name asked for in the container, and the MAC the
+# interface had when it was handed over (when the claim did not set one).
+INTERFACE_KEY = "interface"
+READ_MAC_KEY = "read.mac"
 
 
 class SriovFamily:
@@ -131,7 +138,7 @@ class SriovFamily:
             "mode": mode,
             **{k: v for k, v in device.params.items() if k != "mode"},
         }
-        data["interface"] = str(config.get("interfaceName", "net1"))
+        data[INTERFACE_KEY] = _interface_name(device, config)
         if wanted != VfSettings():
             current = self.netlink.get_vf(
                 device.params["pf_ifname"], int(device.params["vf_index"])
@@ -170,18 +177,33 @@ class SriovFamily:
             raise HostRefused(
                 plan.device, f"{address} has no network interface on {function.driver}"
             )
+        host_interface = function.netdevs[0]
         edits = ContainerEdits(
             net_devices=(
-                NetDeviceEdit(host_interface_name=function.netdevs[0], name=plan.data["interface"]),
+                NetDeviceEdit(host_interface_name=host_interface, name=plan.data[INTERFACE_KEY]),
             )
         )
+        data = dict(plan.data)
+        if "want.mac" not in data:
+            mac = self._read_mac(host_interface)
+            if mac:
+                data[READ_MAC_KEY] = mac
         return HostUndo(
             device=plan.device,
             family=plan.family,
-            data=plan.data,
+            data=data,
             edits=edits,
             attributes=plan.attributes,
         )
+
+    def _read_mac(self, interface: str) -> str | None:
+        """The interface's MAC as the kernel shows it; None when it cannot be read or is
+        all zeros (no address yet: nothing worth reporting)."""
+        try:
+            mac = self.root.read_text(f"/sys/class/net/{interface}/address").strip().lower()
+        except OSError:
+            return None
+        return mac if _MAC.match(mac) and mac != _NO_MAC else None
 
     def unprepare(self, undo: HostUndo) -> None:
         was = _decode("was", undo.data)
@@ -205,6 +227,60 @@ class SriovFamily:
 
     def healthy(self, device: Device) -> bool:
         return self.root.exists(f"/sys/bus/pci/devices/{device.params.get('address', '-')}")
+
+
+def container_interface(plan: HostUndo) -> str | None:
+    """The interface name a VF's plan asks for in the container; None unless netdevice mode."""
+    if plan.family != FAMILY or plan.data.get("mode") != "netdevice":
+        return None
+    return plan.data.get(INTERFACE_KEY)
+
+
+def handed_mac(plan: HostUndo) -> str | None:
+    """The MAC a netdevice VF was handed over with: the one set for the claim, else the one
+    read from the interface at prepare; None when neither is known."""
+    return plan.data.get("want.mac") or plan.data.get(READ_MAC_KEY)
+
+
+def default_interface_name(address: str) -> str:
+    """A VF's interface name in the container when the claim names none: `vf` and its PCI
+    address (`vf-0000-3b-02-2`, the DRA device's name). An address is unique on the node,
+    so two VFs never get the same default, in one claim or in several claims of one pod.
+    A PCI domain wider than four digits would not fit in 15 characters: then the address's
+    hex digits alone (`vf100003b022`), which no other address shares either."""
+    name = "vf-" + re.sub(r"[:.]", "-", address.lower())
+    if len(name) <= IFNAME_MAX:
+        return name
+    return "vf" + re.sub(r"[^0-9a-f]", "", address.lower())
+
+
+def interface_name_error(name: object) -> str | None:
+    """Why `name` cannot name a network interface, or None when it can.
+
+    The kernel's rules (dev_valid_name): not empty, at most 15 bytes, not `.` or `..`,
+    no `/`, `:` or whitespace. Printable ASCII only, stricter than the kernel, so that
+    the name reads the same in the pod, in the claim's status and in `ip link`.
+    """
+    if not isinstance(name, str) or not name:
+        return "must be a non-empty string"
+    if len(name) > IFNAME_MAX:
+        return f"is longer than {IFNAME_MAX} characters"
+    if name in (".", ".."):
+        return "may not be . or .."
+    if any(not ("!" <= c <= "~") or c in "/:" for c in name):
+        return "may contain only printable ASCII without /, : or whitespace"
+    return None
+
+
+def _interface_name(device: Device, config: Mapping[str, Any]) -> str:
+    name = config.get("interfaceName")
+    if name is None:
+        return default_interface_name(device.params["address"])
+    error = interface_name_error(name)
+    if error is not None:
+        raise FamilyError(device.name, f"interfaceName {name!r} {error}")
+    assert isinstance(name, str)  # interface_name_error checked it
+    return name
 
 
 def _settings(device: str, config: Mapping[str, Any]) -> VfSettings:

@@ -118,7 +118,11 @@ async def _outcome(call: Call, checkpoint: Checkpoint, revision: int) -> ClaimOu
     done = await complete(call, checkpoint, revision)
     assert done.outcome is not None  # complete always records one
     new = status.entries(
-        call.deps.driver, call.deps.node, done.undo, datetime.datetime.now(datetime.UTC)
+        call.deps.driver,
+        call.deps.node,
+        done.undo,
+        datetime.datetime.now(datetime.UTC),
+        generation=done.claim_generation,
     )
     if new:
         devices = {d.device for d in done.devices}
@@ -149,11 +153,11 @@ def _retrieve(task: asyncio.Future[ResourceClaim]) -> None:
 
 async def _plan(call: Call, claim: ResourceClaim) -> Checkpoint:
     """Pick our devices of the claim and plan host actions; nothing is written yet."""
-    allocated = machine.our_devices(claim, call.claim.uid, call.deps.driver, call.deps.node)
+    allocated = machine.our_results(claim, call.claim.uid, call.deps.driver, call.deps.node)
     configs = machine.request_configs(claim, call.deps.driver)
     devices: list[AllocatedDevice] = []
     plans: dict[str, HostUndo] = {}
-    for item in allocated:
+    for result_request, item in allocated:
         device = await inventory_device(call, item.device)
         devices.append(
             msgspec.structs.replace(
@@ -176,10 +180,11 @@ async def _plan(call: Call, claim: ResourceClaim) -> Checkpoint:
             device.name not in plans or plans[device.name].observe_only
         ):
             family = call.family(device.family)
-            config = configs.get(item.request, {})
+            config = configs.get(result_request, {})
             plans[device.name] = await run_family(
                 family.blocking, family.plan, device, call.claim.uid, config
             )
+    machine.check_interface_names(plans.values())
     return Checkpoint(
         claim=call.claim,
         step=ClaimStep.PREPARING,

@@ -23,6 +23,7 @@ from hostdev_events.cdi import RequestMetadata
 from hostdev_events.claims import ClaimOutcome, PreparedDevice
 from hostdev_events.inventory import ContainerEdits
 from hostdev_events.state import AllocatedDevice, Checkpoint, ClaimStep, HostUndo
+from hostdev_families import sriov
 from hostdev_kube import ResourceClaim
 
 
@@ -37,6 +38,14 @@ def base_request(request: str) -> str:
 
 def our_devices(claim: ResourceClaim, uid: str, driver: str, pool: str) -> list[AllocatedDevice]:
     """This driver's allocation results of a claim read from the API, checked."""
+    return [device for _, device in our_results(claim, uid, driver, pool)]
+
+
+def our_results(
+    claim: ResourceClaim, uid: str, driver: str, pool: str
+) -> list[tuple[str, AllocatedDevice]]:
+    """Like our_devices, each device with its result's request reference as allocated
+    (`vf/netdev` for a subrequest of a firstAvailable request): what config is matched on."""
     if claim.metadata.uid != uid:
         raise ClaimRejected(
             f"claim {claim.metadata.namespace}/{claim.metadata.name} has UID "
@@ -47,7 +56,7 @@ def our_devices(claim: ResourceClaim, uid: str, driver: str, pool: str) -> list[
         raise ClaimRejected(
             f"claim {claim.metadata.namespace}/{claim.metadata.name} is not allocated"
         )
-    devices: list[AllocatedDevice] = []
+    found: list[tuple[str, AllocatedDevice]] = []
     for result in allocation.devices.results:
         if result.driver != driver:
             continue  # another driver's device in a shared claim: not ours to touch
@@ -56,29 +65,38 @@ def our_devices(claim: ResourceClaim, uid: str, driver: str, pool: str) -> list[
                 f"device {result.device} was allocated from pool {result.pool}; "
                 f"this node serves pool {pool}"
             )
-        devices.append(
-            AllocatedDevice(
-                request=base_request(result.request),
-                pool=result.pool,
-                device=result.device,
-                admin_access=bool(result.admin_access),
-                share_id=result.share_id,
-            )
+        device = AllocatedDevice(
+            request=base_request(result.request),
+            pool=result.pool,
+            device=result.device,
+            admin_access=bool(result.admin_access),
+            share_id=result.share_id,
         )
-    return devices
+        found.append((result.request, device))
+    return found
+
+
+def config_applies(requests: Sequence[str], result_request: str) -> bool:
+    """Whether a config entry's `requests` select an allocation result, as the upstream helper
+    matches them: no requests select every result; a result's own reference (`vf`, or
+    `vf/netdev` for a subrequest) selects it; a parent request (`vf`) selects the results
+    of each of its subrequests. `vf/other` does not select a `vf/netdev` result."""
+    return not requests or result_request in requests or base_request(result_request) in requests
 
 
 def request_configs(claim: ResourceClaim, driver: str) -> dict[str, dict[str, Any]]:
-    """This driver's opaque parameters per request: class entries first, claim entries override.
+    """This driver's opaque parameters per allocated request reference (`vf` or `vf/netdev`).
 
-    An entry without requests applies to every request. Parameters are merged key by
-    key, so a claim can change one setting of its class.
+    Class entries come first and claim entries after them, each in the allocation's order;
+    a later entry overrides an earlier one. Parameters are merged key by key, so a claim can
+    change one setting of its class, and a subrequest's entry one setting of its parent's.
     """
     allocation = claim.status.allocation
     if allocation is None:
         return {}
-    requests = {base_request(r.request) for r in allocation.devices.results if r.driver == driver}
-    merged: dict[str, dict[str, Any]] = {r: {} for r in requests}
+    merged: dict[str, dict[str, Any]] = {
+        r.request: {} for r in allocation.devices.results if r.driver == driver
+    }
     ordered = sorted(allocation.devices.config, key=lambda c: c.source != "FromClass")
     for entry in ordered:
         if entry.opaque is None or entry.opaque.driver != driver:
@@ -89,10 +107,28 @@ def request_configs(claim: ResourceClaim, driver: str) -> dict[str, dict[str, An
             raise ClaimRejected(f"opaque parameters are not JSON: {err}") from None
         if not isinstance(parameters, dict):
             raise ClaimRejected("opaque parameters must be a JSON object")
-        for request in entry.requests or tuple(merged):
-            if request in merged:
-                merged[request].update(parameters)
+        for request, config in merged.items():
+            if config_applies(entry.requests or (), request):
+                config.update(parameters)
     return merged
+
+
+def check_interface_names(plans: Iterable[HostUndo]) -> None:
+    """Refuse a claim whose network interfaces would share a name in the container: the
+    runtime could move only one of them, after every host action was done. The defaults
+    never collide; a name set in config for a request with several VFs would."""
+    seen: dict[str, str] = {}
+    for plan in plans:
+        name = sriov.container_interface(plan)
+        if name is None:
+            continue
+        if name in seen:
+            raise ClaimRejected(
+                f"devices {seen[name]} and {plan.device} would both be interface {name!r} "
+                "in the container; give each request its own interfaceName, or leave it "
+                "unset for a name of its own per VF"
+            )
+        seen[name] = plan.device
 
 
 def preparing(checkpoint: Checkpoint) -> bool:

@@ -1,9 +1,16 @@
-"""The claim's device status (status.devices): Ready, and network data for netdevice VFs.
+"""The claim's device status (status.devices) for devices handed over as network interfaces.
 
-Written only for devices that hand over a network interface, where a workload or a CNI
-needs to know the interface and its address. It is informational: a failure to write it
-is logged, never a failed prepare. Other drivers' entries of the same claim are kept:
-the write is a read-modify-write of the status with the claim's resourceVersion.
+It says only what the driver knows when NodePrepareResources returns: the device is set
+up as the claim's config asked, and its interface is listed in the claim's CDI spec as a
+`netDevices` entry for the container runtime to move into the pod. The driver never sees
+the move itself (the runtime does it when it creates the container), nor any address the
+pod gets later, so the status claims neither: `Ready` means "configured as asked and
+handed to the runtime" (KEP-4817's meaning of Ready), `networkData` holds the interface
+name the driver asked for and the MAC it set or read, never IPs.
+
+It is informational: a failure to write it is logged, never a failed prepare. Other
+drivers' entries of the same claim are kept: the write is a read-modify-write of the
+status with the claim's resourceVersion.
 """
 
 from __future__ import annotations
@@ -15,11 +22,14 @@ from typing import Any, Protocol
 
 from hostdev_events.claims import ClaimRef
 from hostdev_events.state import HostUndo
+from hostdev_families import sriov
 from hostdev_kube import Conflict, KubeError, NotFound
 
 logger = logging.getLogger(__name__)
 
 ATTEMPTS = 3
+CONDITION_TYPE = "Ready"
+CONDITION_REASON = "HandedToRuntime"
 
 
 class StatusWriter(Protocol):
@@ -35,32 +45,47 @@ class StatusWriter(Protocol):
 
 
 def entries(
-    driver: str, pool: str, applied: Sequence[HostUndo], now: datetime.datetime
+    driver: str,
+    pool: str,
+    applied: Sequence[HostUndo],
+    now: datetime.datetime,
+    *,
+    generation: int = 0,
 ) -> list[dict[str, Any]]:
-    """status.devices entries for the devices that moved a network interface."""
+    """status.devices entries for the devices handed over as network interfaces.
+
+    `generation` is the claim's metadata.generation the prepare read (0: unknown, left out).
+    """
     stamp = now.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     found = []
     for plan in applied:
         if not plan.edits.net_devices:
             continue
-        network: dict[str, Any] = {"interfaceName": plan.edits.net_devices[0].name}
-        mac = plan.data.get("want.mac")
+        net = plan.edits.net_devices[0]
+        network: dict[str, Any] = {"interfaceName": net.name}
+        mac = sriov.handed_mac(plan)
         if mac:
             network["hardwareAddress"] = mac
+        condition: dict[str, Any] = {
+            "type": CONDITION_TYPE,
+            "status": "True",
+            "reason": CONDITION_REASON,
+            "message": (
+                f"host interface {net.host_interface_name} is configured as the claim asked "
+                f"and listed in the claim's CDI spec (netDevices) as {net.name}; the container "
+                "runtime moves it into the pod when it creates the container, which this "
+                "driver does not observe"
+            ),
+            "lastTransitionTime": stamp,
+        }
+        if generation > 0:
+            condition["observedGeneration"] = generation
         found.append(
             {
                 "driver": driver,
                 "pool": pool,
                 "device": plan.device,
-                "conditions": [
-                    {
-                        "type": "Ready",
-                        "status": "True",
-                        "reason": "Prepared",
-                        "message": f"interface {plan.edits.net_devices[0].host_interface_name} moved in as {network['interfaceName']}",
-                        "lastTransitionTime": stamp,
-                    }
-                ],
+                "conditions": [condition],
                 "networkData": network,
             }
         )
