@@ -56,9 +56,9 @@ def test_health_follows_the_path(tmp_path: Path) -> None:
     host.device_node("/dev/kvm")
     family = HostPathFamily(HostRoot(tmp_path), (HostPathSpec(path="/dev/kvm"),))
     (device,) = family.discover()
-    assert family.healthy(device)
+    assert family.healthy(device).problem == ""
     host.remove("/dev/kvm")
-    assert not family.healthy(device)
+    assert family.healthy(device).problem == "/dev/kvm is gone"
 
 
 def test_dns_labels_are_stable_and_bounded() -> None:

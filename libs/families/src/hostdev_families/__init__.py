@@ -1,6 +1,6 @@
 """Device families behind one Protocol: discover, plan, apply, unprepare, healthy."""
 
-from hostdev_families.base import Family, FamilyError, HostRefused, dns_label
+from hostdev_families.base import DISCOVERED, Family, FamilyError, Health, HostRefused, dns_label
 from hostdev_families.config import (
     ConfigError,
     DevicesConfig,
@@ -16,10 +16,12 @@ from hostdev_families.netlink import Pyroute2Netlink, VfNetlink, VfSettings
 from hostdev_families.registry import build_families, discover_all
 
 __all__ = [
+    "DISCOVERED",
     "ConfigError",
     "DevicesConfig",
     "Family",
     "FamilyError",
+    "Health",
     "HostPathSpec",
     "HostRefused",
     "MdevSelector",

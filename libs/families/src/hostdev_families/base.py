@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from hostdev_events.inventory import Device
@@ -14,6 +15,10 @@ ATTR_FAMILY = "family"
 ATTR_PATH = "path"
 STD_PCI_BUS_ID = "resource.kubernetes.io/pciBusID"
 STD_PCIE_ROOT = "resource.kubernetes.io/pcieRoot"
+# Params under this prefix record what discovery saw (a node's major:minor, a function's host
+# driver). Discovery keeps the first value of each while it tracks the device, so `healthy`
+# compares the host with what was there, not with what the latest scan found.
+DISCOVERED = "discovered."
 
 _NOT_LABEL = re.compile(r"[^a-z0-9]+")
 
@@ -28,6 +33,20 @@ class FamilyError(Exception):
 
 class HostRefused(FamilyError):
     """The kernel refused a write (busy device, unknown type); nothing is left half-done."""
+
+
+@dataclass(frozen=True, slots=True)
+class Health:
+    """What one health check found.
+
+    problem:  why the device cannot be used now, for operators; empty when nothing is wrong.
+    counters: error counters that only grow (AER), by an operator-readable label. Discovery
+              marks the device unhealthy when one rises between two checks, so errors
+              counted before it started are not held against the device.
+    """
+
+    problem: str = ""
+    counters: Mapping[str, int] = field(default_factory=dict)
 
 
 class Family(Protocol):
@@ -64,8 +83,9 @@ class Family(Protocol):
         """Undo `apply`; succeeding when there is nothing left to undo."""
         ...
 
-    def healthy(self, device: Device) -> bool:
-        """Whether the device is still there and usable."""
+    def healthy(self, device: Device) -> Health:
+        """Whether the device is still there and usable, and its error counters; reads only.
+        `device.params` under DISCOVERED hold the values to compare the host with."""
         ...
 
 

@@ -18,17 +18,20 @@ from hostdev_events.state import HostUndo
 from hostdev_families.base import (
     ATTR_FAMILY,
     ATTR_PATH,
+    DISCOVERED,
     STD_PCI_BUS_ID,
     STD_PCIE_ROOT,
+    Health,
     check_config,
     dns_label,
 )
 from hostdev_families.config import HostPathSpec
-from hostdev_sysfs import HostRoot, PathEscapesRoot
+from hostdev_sysfs import HostRoot, PathEscapesRoot, device_number
 
 logger = logging.getLogger(__name__)
 
 FAMILY = "hostpath"
+DISCOVERED_RDEV = DISCOVERED + "rdev"
 
 
 class HostPathFamily:
@@ -95,8 +98,18 @@ class HostPathFamily:
             attributes=attributes,
             shareable=spec.shared,
             edits=edits,
-            params={"path": host_path, "type": spec.type},
+            params={"path": host_path, "type": spec.type, **self._rdev(spec, host_path)},
         )
+
+    def _rdev(self, spec: HostPathSpec, host_path: str) -> dict[str, str]:
+        """The node's major:minor, for the health check to compare with later."""
+        if spec.type != "device":
+            return {}
+        try:
+            number = device_number(self.root, host_path)
+        except OSError:
+            return {}  # gone since the match: the health check says so
+        return {} if number is None else {DISCOVERED_RDEV: number}
 
     def _pci_attributes(self, host_path: str) -> dict[str, Attribute]:
         """Standard PCI attributes for DRM nodes, whose sysfs entry links to a PCI function."""
@@ -130,5 +143,18 @@ class HostPathFamily:
     def unprepare(self, undo: HostUndo) -> None:
         return None
 
-    def healthy(self, device: Device) -> bool:
-        return self.root.exists(device.params.get("path", "/nonexistent"))
+    def healthy(self, device: Device) -> Health:
+        path = device.params.get("path", "/nonexistent")
+        if not self.root.exists(path):
+            return Health(problem=f"{path} is gone")
+        was = device.params.get(DISCOVERED_RDEV)
+        if was is None:
+            return Health()
+        # Another number is another device (a module reloaded with a new minor, a node
+        # recreated by hand): containers given the old one can no longer open it.
+        now = device_number(self.root, path)
+        if now is None:
+            return Health(problem=f"{path} is no longer a device node, was {was}")
+        if now != was:
+            return Health(problem=f"{path} is now {now}, was {was}")
+        return Health()

@@ -26,6 +26,7 @@ from hostdev_families.base import (
     STD_PCI_BUS_ID,
     STD_PCIE_ROOT,
     FamilyError,
+    Health,
     HostRefused,
     check_config,
     dns_label,
@@ -208,5 +209,8 @@ class MdevFamily:
                 undo.device, f"kernel refused to remove mdev {instance}: {name}"
             ) from err
 
-    def healthy(self, device: Device) -> bool:
-        return self.root.exists(f"{MDEV_BUS}/{device.params.get('parent', '-')}")
+    def healthy(self, device: Device) -> Health:
+        parent = device.params.get("parent", "-")
+        if not self.root.exists(f"{MDEV_BUS}/{parent}"):
+            return Health(problem=f"mdev parent {parent} is gone")
+        return Health()

@@ -10,8 +10,9 @@ from hostdev_events.alloc import group_entry
 from hostdev_events.inventory import Attribute, Device
 from hostdev_events.state import HostUndo
 from hostdev_families import pciattrs, vfio
-from hostdev_families.base import FamilyError, HostRefused, check_config
+from hostdev_families.base import FamilyError, Health, HostRefused, check_config
 from hostdev_families.config import PciSelector
+from hostdev_families.pcihealth import discovered_driver, function_health
 from hostdev_sysfs import (
     HostRoot,
     PciFunction,
@@ -70,7 +71,11 @@ class PciFamily:
             family=FAMILY,
             attributes=attributes,
             edits=pciattrs.vfio_edits(self.root, function.iommu_group),
-            params={"address": function.address, "group": str(function.iommu_group)},
+            params={
+                "address": function.address,
+                "group": str(function.iommu_group),
+                **discovered_driver(function),
+            },
             also_holds=(group_entry(function.iommu_group),),
         )
 
@@ -85,8 +90,8 @@ class PciFamily:
     def unprepare(self, undo: HostUndo) -> None:
         restore_group(self.root, self.writer, undo)
 
-    def healthy(self, device: Device) -> bool:
-        return self.root.exists(f"/sys/bus/pci/devices/{device.params.get('address', '-')}")
+    def healthy(self, device: Device) -> Health:
+        return function_health(self.root, device.params)
 
 
 def _members(root: HostRoot, group: int) -> list[PciFunction]:

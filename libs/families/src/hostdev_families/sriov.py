@@ -10,9 +10,10 @@ from hostdev_events.alloc import group_entry
 from hostdev_events.inventory import Attribute, ContainerEdits, Device, NetDeviceEdit
 from hostdev_events.state import HostUndo
 from hostdev_families import pci, pciattrs, vfio
-from hostdev_families.base import FamilyError, HostRefused, check_config
+from hostdev_families.base import FamilyError, Health, HostRefused, check_config
 from hostdev_families.config import SriovSelector
 from hostdev_families.netlink import VfNetlink, VfSettings
+from hostdev_families.pcihealth import discovered_driver, vf_health
 from hostdev_sysfs import HostRoot, PciFunction, SysfsWriter, list_functions, read_function
 
 FAMILY = "sriov"
@@ -96,6 +97,7 @@ class SriovFamily:
             "pf_ifname": pf.netdevs[0] if pf.netdevs else "",
             "vf_index": str(index),
             "mode": mode,
+            **discovered_driver(function),
         }
         edits = ContainerEdits()
         also: tuple[str, ...] = ()
@@ -225,8 +227,8 @@ class SriovFamily:
             undo.data.get(f"override/{address}") or None,
         )
 
-    def healthy(self, device: Device) -> bool:
-        return self.root.exists(f"/sys/bus/pci/devices/{device.params.get('address', '-')}")
+    def healthy(self, device: Device) -> Health:
+        return vf_health(self.root, device.params)
 
 
 def container_interface(plan: HostUndo) -> str | None:

@@ -9,7 +9,7 @@ from typing import Any
 
 from hostdev_events.inventory import Attribute, ContainerEdits, Device, DeviceNodeEdit
 from hostdev_events.state import HostUndo
-from hostdev_families.base import ATTR_FAMILY, check_config, dns_label
+from hostdev_families.base import ATTR_FAMILY, Health, check_config, dns_label
 from hostdev_families.config import UsbSelector
 from hostdev_sysfs import HostRoot, UsbDevice, list_usb
 
@@ -91,5 +91,8 @@ class UsbFamily:
     def unprepare(self, undo: HostUndo) -> None:
         return None
 
-    def healthy(self, device: Device) -> bool:
-        return self.root.exists(device.params.get("node", "/nonexistent"))
+    def healthy(self, device: Device) -> Health:
+        node = device.params.get("node", "/nonexistent")
+        if not self.root.exists(node):
+            return Health(problem=f"{node} is gone")
+        return Health()

@@ -60,7 +60,9 @@ def app(settings: Settings) -> App:
             publisher=publisher,
             period=settings.scan_seconds,
             wake=wake,
-            health=HealthTracker(settings.debounce_seconds, settings.gone_seconds),
+            health=HealthTracker(
+                settings.debounce_seconds, settings.gone_seconds, settings.aer_quiet_seconds
+            ),
             bus=ctx.bus,
             node=node,
             clock=SystemClock(),

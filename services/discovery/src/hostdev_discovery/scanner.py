@@ -12,12 +12,12 @@ import msgspec
 from opentelemetry import trace
 
 from hostdev_bus import Bus
-from hostdev_discovery.health import HealthTracker
+from hostdev_discovery.health import CHECK_FAILED, HealthTracker
 from hostdev_discovery.inventory import InventoryStore
 from hostdev_discovery.publisher import SlicePublisher
 from hostdev_events import subjects
 from hostdev_events.inventory import Device, HealthChange, HealthChanged
-from hostdev_families import Family, discover_all
+from hostdev_families import Family, Health, discover_all
 from hostdev_kube import KubeError
 from hostdev_runtime import telemetry
 from hostdev_runtime.clock import Clock
@@ -45,14 +45,14 @@ class Scanner:
     metrics: DeviceMetrics
     slices_stale: bool = True
 
-    def _check(self, device: Device) -> tuple[bool, str]:
+    def _check(self, device: Device) -> Health:
         family = self.families.get(device.family)
         if family is None:
-            return False, f"family {device.family} is not enabled"
+            return Health(problem=f"family {device.family} is not enabled")
         try:
-            return (True, "") if family.healthy(device) else (False, "health check failed")
+            return family.healthy(device)
         except OSError as err:
-            return False, f"health check failed: {err}"
+            return Health(problem=f"{CHECK_FAILED}: {err}")
 
     def _scan(self) -> tuple[list[Device], list[HealthChange]]:
         discovered = discover_all(self.families)

@@ -21,6 +21,10 @@ class Settings(CommonSettings, frozen=True, kw_only=True):
                     (HOSTDEV_DEBOUNCE_SECONDS), so a flapping device does not storm the bus.
     gone_seconds:   how long a vanished device stays in the inventory as unhealthy before
                     it is dropped (HOSTDEV_GONE_SECONDS).
+    aer_quiet_seconds: how long a device's AER error counters must stay unchanged before the
+                    device they marked unhealthy counts as healthy again, after the
+                    unhealthy state was published (HOSTDEV_AER_QUIET_SECONDS); then
+                    debounce_seconds applies as to every change.
     publish_slices: write ResourceSlices (HOSTDEV_PUBLISH_SLICES); off for device-plugin-only nodes.
     taint_unhealthy: put a device taint on unhealthy devices in the slices
                     (HOSTDEV_TAINT_UNHEALTHY; the DRADeviceTaints API is beta in 1.36, alpha before).
@@ -41,6 +45,7 @@ class Settings(CommonSettings, frozen=True, kw_only=True):
     scan_seconds: float = 5.0
     debounce_seconds: float = 2.0
     gone_seconds: float = 300.0
+    aer_quiet_seconds: float = 60.0
     publish_slices: bool = True
     taint_unhealthy: bool = False
     taint_effect: Literal["NoSchedule", "NoExecute"] = "NoSchedule"

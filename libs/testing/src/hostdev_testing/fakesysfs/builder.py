@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from hostdev_testing.fakesysfs import aer
 from hostdev_testing.fakesysfs import attributes as attrs
 from hostdev_testing.fakesysfs import mdev as mdevs
 from hostdev_testing.fakesysfs import usb as usbs
@@ -295,6 +296,11 @@ class FakeSysfs(HostPieces):
         state.mdev_max = {k: v for k, v in state.mdev_max.items() if not k.startswith(f"{bdf}/")}
         self.tree.save_state(state)
 
+    def raise_aer(self, bdf: str, severity: str, error: str, count: int = 1) -> None:
+        """The function reports `count` AER errors: `severity` is fatal, nonfatal or
+        correctable, `error` a bit name ("DLP", "CmpltTO", "RxErr"); the counters rise."""
+        aer.record(self.tree, self._dir(bdf), severity, error, count)
+
     def _record(self, bdf: str, native: str | None, netdev: str | None) -> State:
         # What the ID table would pick and which interface it registers: kernel knowledge
         # sysfs does not show, kept beside the tree for drivers_probe and rebinding.
@@ -364,3 +370,4 @@ class FakeSysfs(HostPieces):
         for attribute, value in files.items():
             self.tree.write(f"{dev}/{attribute}", f"{value}\n")
         self.tree.write(f"{dev}/config", attrs.config(ids, subsys))
+        aer.create(self.tree, dev)

@@ -53,12 +53,42 @@ class HostPieces:
         self.tree.link(f"/sys/class/iommu/{kind}", unit)
         return kind
 
-    def device_node(self, host_path: str) -> str:
-        """A device node stand-in (a regular file) such as /dev/kvm."""
+    def device_node(
+        self, host_path: str, major: int | None = None, minor: int | None = None
+    ) -> str:
+        """A device node such as /dev/kvm: with `major` and `minor` a real character device
+        (its st_rdev is what health checks compare), else a stand-in regular file."""
         if not host_path.startswith("/dev/"):
             raise ValueError(f"{host_path!r} is not under /dev")
-        self.tree.node(host_path)
+        if major is None or minor is None:
+            self.tree.node(host_path)
+        else:
+            self.tree.char_node(host_path, major, minor)
         return host_path
+
+    def replace_device_node(self, host_path: str, major: int, minor: int) -> str:
+        """Recreate an existing node with another number (a module reloaded with a new
+        dynamic minor, or a node made by hand)."""
+        if not self.tree.lexists(host_path):
+            raise ValueError(f"{host_path} does not exist")
+        self.tree.char_node(host_path, major, minor)
+        return host_path
+
+    def link_down(self, ifname: str) -> str:
+        """Pull the cable of a network interface: no carrier, operstate down."""
+        return self._link(ifname, up=False)
+
+    def link_up(self, ifname: str) -> str:
+        """Carrier back: operstate up."""
+        return self._link(ifname, up=True)
+
+    def _link(self, ifname: str, *, up: bool) -> str:
+        net_dir = self.tree.resolve(f"/sys/class/net/{ifname}")
+        if net_dir is None:
+            raise ValueError(f"no network interface {ifname}")
+        self.tree.write(f"{net_dir}/carrier", "1\n" if up else "0\n")
+        self.tree.write(f"{net_dir}/operstate", "up\n" if up else "down\n")
+        return ifname
 
     def pci_driver(self, name: str) -> str:
         """A loaded PCI driver with nothing bound yet (vfio-pci after `modprobe vfio-pci`)."""

@@ -188,5 +188,6 @@ def _add_netdev(tree: Tree, dev_dir: str, name: str, address: str, ifindex: int)
     net_dir = f"{dev_dir}/net/{name}"
     tree.write(f"{net_dir}/address", f"{address}\n")
     tree.write(f"{net_dir}/operstate", "up\n")
+    tree.write(f"{net_dir}/carrier", "1\n")
     tree.write(f"{net_dir}/ifindex", f"{ifindex}\n")
     tree.link(f"/sys/class/net/{name}", net_dir)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import posixpath
 import shutil
+import stat
 from pathlib import Path
 
 import msgspec
@@ -136,17 +137,31 @@ class Tree:
         return sorted(os.listdir(real)) if real.is_dir() else []
 
     def remove(self, host_path: str) -> None:
-        """Remove a link, file or whole directory; absent paths are fine."""
+        """Remove a link, file, device node or whole directory; absent paths are fine."""
         real = self.path(host_path)
-        if real.is_symlink() or real.is_file():
-            real.unlink()
-        elif real.is_dir():
+        if real.is_dir() and not real.is_symlink():
             shutil.rmtree(real)
+        elif os.path.lexists(real):
+            real.unlink()
 
     def node(self, host_path: str) -> None:
         """A device-node stand-in: a regular empty file, as without mknod privileges."""
         if not self.lexists(host_path):
             self.write(host_path, "")
+
+    def char_node(self, host_path: str, major: int, minor: int) -> None:
+        """A real character device node, replacing whatever was there in one step, as udev
+        does (a new inode under the same name); needs CAP_MKNOD, so tests run as root."""
+        real = self.path(host_path)
+        real.parent.mkdir(parents=True, exist_ok=True)
+        staging = real.with_name(f".{real.name}.new")
+        try:
+            os.mknod(staging, 0o660 | stat.S_IFCHR, os.makedev(major, minor))
+        except PermissionError as err:
+            raise PermissionError(
+                f"making {host_path} ({major}:{minor}) needs CAP_MKNOD: run the tests as root"
+            ) from err
+        os.replace(staging, real)
 
     def remove_node(self, host_path: str) -> None:
         """Remove a device node and, as devtmpfs does, the directories it leaves empty."""
@@ -186,8 +201,13 @@ def snapshot(root: Path) -> dict[str, str]:
             relative = entry.relative_to(base).as_posix()
             if relative.startswith(FAKE_STATE_PREFIX):
                 continue  # the fakes' own records (kernel, netlink), not part of the tree
+            mode = entry.lstat().st_mode
             if entry.is_symlink():
                 picture[relative] = "link:" + os.readlink(entry)
+            elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+                # Never read a node: it would reach the host's real device.
+                rdev = entry.lstat().st_rdev
+                picture[relative] = f"node:{os.major(rdev)}:{os.minor(rdev)}"
             elif entry.is_dir():
                 picture[relative] = "dir"
             else:
