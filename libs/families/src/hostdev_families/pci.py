@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from typing import Any
 
 from hostdev_events.alloc import group_entry
-from hostdev_events.inventory import Attribute, Device
+from hostdev_events.inventory import Attribute, Device, NotOffered
 from hostdev_events.state import HostUndo
 from hostdev_families import pciattrs, vfio
-from hostdev_families.base import FamilyError, HostRefused, check_config
+from hostdev_families.base import NOT_SELECTED, FamilyError, HostRefused, Survey, check_config
 from hostdev_families.config import PciSelector
 from hostdev_sysfs import (
     HostRoot,
@@ -20,8 +19,6 @@ from hostdev_sysfs import (
     list_functions,
     read_function,
 )
-
-logger = logging.getLogger(__name__)
 
 FAMILY = "pci"
 
@@ -48,16 +45,23 @@ class PciFamily:
         )
 
     def discover(self) -> list[Device]:
-        devices = []
+        return self.survey().offered
+
+    def survey(self) -> Survey:
+        found = Survey()
         for address in list_functions(self.root):
             function = read_function(self.root, address)
-            if function.is_bridge or function.physfn is not None or not self._selected(function):
-                continue  # VFs belong to the SR-IOV family
-            if function.iommu_group is None:
-                logger.warning("no IOMMU group; not offered", extra={"address": address})
+            if function.is_bridge or function.physfn is not None:
+                continue  # bridges are never offered; VFs belong to the SR-IOV family
+            if not self._selected(function):
+                reason = "no pci selector of the configuration matches it"
+                found.not_offered.append(_not_offered(address, NOT_SELECTED, reason))
                 continue
-            devices.append(self.device(function))
-        return devices
+            if function.iommu_group is None:
+                found.not_offered.append(no_group(self.root, FAMILY, address))
+                continue
+            found.offered.append(self.device(function))
+        return found
 
     def device(self, function: PciFunction) -> Device:
         """The inventory entry of one function."""
@@ -87,6 +91,28 @@ class PciFamily:
 
     def healthy(self, device: Device) -> bool:
         return self.root.exists(f"/sys/bus/pci/devices/{device.params.get('address', '-')}")
+
+
+def _not_offered(candidate: str, code: str, reason: str) -> NotOffered:
+    return NotOffered(family=FAMILY, candidate=candidate, reason=reason, code=code)
+
+
+def no_group(root: HostRoot, family: str, address: str) -> NotOffered:
+    """Why a function without an IOMMU group cannot go to vfio-pci."""
+    iommu = root.path("/sys/class/iommu")
+    if not iommu.is_dir() or not any(iommu.iterdir()):
+        return NotOffered(
+            family=family,
+            candidate=address,
+            code="iommu-off",
+            reason="the IOMMU is off on this host (boot with intel_iommu=on or amd_iommu=on)",
+        )
+    return NotOffered(
+        family=family,
+        candidate=address,
+        code="no-iommu-group",
+        reason="the kernel put this function in no IOMMU group, so vfio-pci cannot take it",
+    )
 
 
 def _members(root: HostRoot, group: int) -> list[PciFunction]:

@@ -7,10 +7,16 @@ from collections.abc import Mapping
 from typing import Any
 
 from hostdev_events.alloc import group_entry
-from hostdev_events.inventory import Attribute, ContainerEdits, Device, NetDeviceEdit
+from hostdev_events.inventory import (
+    Attribute,
+    ContainerEdits,
+    Device,
+    NetDeviceEdit,
+    NotOffered,
+)
 from hostdev_events.state import HostUndo
 from hostdev_families import pci, pciattrs, vfio
-from hostdev_families.base import FamilyError, HostRefused, check_config
+from hostdev_families.base import NOT_SELECTED, FamilyError, HostRefused, Survey, check_config
 from hostdev_families.config import SriovSelector
 from hostdev_families.netlink import VfNetlink, VfSettings
 from hostdev_sysfs import HostRoot, PciFunction, SysfsWriter, list_functions, read_function
@@ -50,18 +56,31 @@ class SriovFamily:
         return None
 
     def discover(self) -> list[Device]:
-        devices = []
+        return self.survey().offered
+
+    def survey(self) -> Survey:
+        found = Survey()
         for address in list_functions(self.root):
             function = read_function(self.root, address)
-            if not function.virtfns:
+            if function.physfn is not None or function.is_bridge:
                 continue
+            capable = bool(function.total_vfs or function.virtfns)
             selector = self._selector(function)
-            if selector is not None:
-                devices += [
-                    self._vf(function, index, vf, selector.mode)
-                    for index, vf in enumerate(function.virtfns)
-                ]
-        return devices
+            problem = _pf_problem(capable, selector, function)
+            if problem is not None:
+                if problem[0] != NOT_SELECTED or capable:  # only PFs are SR-IOV candidates
+                    found.not_offered.append(
+                        NotOffered(
+                            family=FAMILY, candidate=address, code=problem[0], reason=problem[1]
+                        )
+                    )
+                continue
+            assert selector is not None
+            found.offered += [
+                self._vf(function, index, vf, selector.mode)
+                for index, vf in enumerate(function.virtfns)
+            ]
+        return found
 
     def _link_type(self, pf: PciFunction) -> str:
         if not pf.netdevs:
@@ -205,6 +224,19 @@ class SriovFamily:
 
     def healthy(self, device: Device) -> bool:
         return self.root.exists(f"/sys/bus/pci/devices/{device.params.get('address', '-')}")
+
+
+def _pf_problem(
+    capable: bool, selector: SriovSelector | None, pf: PciFunction
+) -> tuple[str, str] | None:
+    """Why a function's VFs are not offered (code, reason), or None when they are."""
+    if selector is None:
+        return NOT_SELECTED, "no sriov selector of the configuration matches this PF"
+    if not capable:
+        return "not-sriov-capable", "a sriov selector matches it but it has no SR-IOV capability"
+    if not pf.virtfns:
+        return "no-vfs", "SR-IOV capable but no VFs are enabled (write sriov_numvfs)"
+    return None
 
 
 def _settings(device: str, config: Mapping[str, Any]) -> VfSettings:
