@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Mapping
 from typing import Any
+
+import msgspec
 
 from hostdev_events.alloc import group_entry
 from hostdev_events.inventory import (
@@ -76,11 +79,32 @@ class SriovFamily:
                     )
                 continue
             assert selector is not None
-            found.offered += [
-                self._vf(function, index, vf, selector.mode)
-                for index, vf in enumerate(function.virtfns)
-            ]
+            for index, vf in enumerate(function.virtfns):
+                shared = self._group_strangers(vf) if selector.mode == "vfio" else None
+                if shared:
+                    found.not_offered.append(pci.group_shared(FAMILY, vf, *shared))
+                else:
+                    found.offered.append(self._vf(function, index, vf, selector.mode))
+        found.offered = _count_shared_groups(found.offered)
         return found
+
+    def _offered_vf(self, function: PciFunction) -> bool:
+        """A VF of a selected PF: it may move to vfio-pci with a VF of its IOMMU group."""
+        return function.physfn is not None and (
+            self._selector(read_function(self.root, function.physfn)) is not None
+        )
+
+    def _group_strangers(self, address: str) -> tuple[int, list[PciFunction]] | None:
+        """The VF's group and the functions in it that are not offered VFs, if any."""
+        group = read_function(self.root, address).iommu_group
+        if group is None:
+            return None
+        strangers = [
+            m
+            for m in pci.endpoints(self.root, group)
+            if m.address != address and not self._offered_vf(m)
+        ]
+        return (group, strangers) if strangers else None
 
     def _link_type(self, pf: PciFunction) -> str:
         if not pf.netdevs:
@@ -133,7 +157,7 @@ class SriovFamily:
         if mode == "vfio":
             if "group" not in device.params:
                 raise FamilyError(device.name, "no IOMMU group: vfio mode is impossible")
-            base = pci.plan_group(self.root, FAMILY, device)
+            base = pci.plan_group(self.root, FAMILY, device, self._offered_vf)
         else:
             function = read_function(self.root, device.params["address"])
             base = HostUndo(
@@ -224,6 +248,17 @@ class SriovFamily:
 
     def healthy(self, device: Device) -> bool:
         return self.root.exists(f"/sys/bus/pci/devices/{device.params.get('address', '-')}")
+
+
+def _count_shared_groups(devices: list[Device]) -> list[Device]:
+    """VFs sharing an IOMMU group consume its counter set, as PCI functions do."""
+    groups = Counter(d.params["group"] for d in devices if "group" in d.params)
+    return [
+        msgspec.structs.replace(d, consumes=(pci.group_counter(int(d.params["group"])),))
+        if groups[d.params.get("group", "")] > 1
+        else d
+        for d in devices
+    ]
 
 
 def _pf_problem(
