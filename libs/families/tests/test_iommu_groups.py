@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from hostdev_events.alloc import group_entry
-from hostdev_families import PciSelector, SriovSelector
+from hostdev_families import FamilyError, PciSelector, SriovSelector
 from hostdev_families.pci import GROUP_COUNTER, IommuGroupShared, PciFamily
 from hostdev_families.sriov import SriovFamily
 from hostdev_sysfs import HostRoot, ReadOnlyWriter
@@ -110,3 +111,13 @@ def test_vfio_mode_vf_sharing_its_group_is_not_offered_and_netdevice_vf_cannot_g
     (device,) = [d for d in netdev.survey().offered if d.params["address"] == vf2]
     with pytest.raises(IommuGroupShared):
         netdev.plan(device, "uid", {"mode": "vfio"})
+
+
+def test_plan_of_a_function_gone_since_discovery_is_a_clear_error(tmp_path: Path) -> None:
+    """A function removed (hot-unplugged) after discovery gives a FamilyError naming it."""
+    sample = acceptance_host(tmp_path)
+    family = _pci(sample, PciSelector(vendor="144d", whole_group=True))
+    (nvme,) = family.survey().offered
+    gone = msgspec.structs.replace(nvme, params={**nvme.params, "address": "0000:09:00.0"})
+    with pytest.raises(FamilyError, match=r"0000:09:00\.0 is gone"):
+        family.plan(gone, "uid", {})

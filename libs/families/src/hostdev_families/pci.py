@@ -135,7 +135,10 @@ class PciFamily:
 
     def plan(self, device: Device, claim_uid: str, config: Mapping[str, Any]) -> HostUndo:
         check_config(device.name, config, None)
-        function = read_function(self.root, device.params["address"])
+        address = device.params["address"]
+        if not self.root.exists(f"/sys/bus/pci/devices/{address}"):
+            raise FamilyError(device.name, f"PCI function {address} is gone from this host")
+        function = read_function(self.root, address)
         allowed = None if self._whole_group(function) else self._candidate
         return plan_group(self.root, FAMILY, device, allowed)
 
