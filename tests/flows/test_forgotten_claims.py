@@ -12,6 +12,7 @@ import asyncio
 import json
 import logging
 import socket
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -21,9 +22,9 @@ import msgspec
 import pytest
 import pytest_asyncio
 
-from hostdev_bus import NatsKv
-from hostdev_events import subjects
-from hostdev_events.alloc import Hold
+from hostdev_bus import NatsBus, NatsKv
+from hostdev_events import dp, subjects
+from hostdev_events.alloc import DeviceWant, Hold, Reserved, ReserveDevices
 from hostdev_events.state import Checkpoint, ClaimStep
 from hostdev_testing.apiserver import ApiServer
 from hostdev_testing.clock import ManualClock
@@ -362,3 +363,34 @@ async def test_nothing_is_undone_while_the_api_server_is_down(
     assert await _cleaned(metrics_port) == {"claim-deleted": 1.0}
     relisted = [r for r in caplog.records if r.getMessage().startswith("claim watch expired")]
     assert bool(relisted) == (history < 10_000)
+
+
+async def test_hold_whose_owner_has_no_checkpoint_is_released_but_device_plugin_holds_stay(
+    services: Services,
+    kubelet: KubeletSimulator,
+    node_config: NodeConfig,
+    clock: ManualClock,
+    metrics_port: int,
+) -> None:
+    """A ledger hold left by an owner with no checkpoint (a claim whose record is gone) is
+    released after the grace period; a device-plugin owner's hold is the gateway's to judge
+    and stays."""
+    _prepare_preparer(services, clock, metrics_port)
+    await _plugin(services, kubelet, node_config)
+    bus = NatsBus(services.nc)
+    node = node_config.node
+    lost = str(uuid.uuid4())
+    plugin_owner = dp.owner("hostdev.k8s.io/kvm", "kvm-0")
+    for owner in (lost, plugin_owner):
+        want = DeviceWant(device="kvm", shareable=True)
+        await bus.request(
+            subjects.alloc_reserve(node), ReserveDevices(owner=owner, devices=(want,)), Reserved, 5
+        )
+    assert set(await _holders(services, "kvm")) == {lost, plugin_owner}
+
+    async def released() -> bool:
+        return await _holders(services, "kvm") == (plugin_owner,)
+
+    passed = await _advance_until(clock, released)
+    assert passed >= GRACE
+    assert await _cleaned(metrics_port) == {"hold-without-checkpoint": 1.0}
