@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -89,7 +88,6 @@ class ClaimCache:
     by_uid: dict[str, SeenClaim] = field(default_factory=dict)
     resource_version: str = ""
     synced: bool = False
-    changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     def _seen(self, claim: ResourceClaim) -> SeenClaim:
         meta = claim.metadata
@@ -102,17 +100,14 @@ class ClaimCache:
         self.by_uid = {c.metadata.uid: self._seen(c) for c in listed.items}
         self.resource_version = listed.metadata.resource_version
         self.synced = True
-        self.changed.set()
 
     def apply(self, event: WatchEvent) -> None:
         """One watch event; a bookmark only moves the resourceVersion on."""
         claim = msgspec.convert(event.object, ResourceClaim)
         if event.type in ("ADDED", "MODIFIED"):
             self.by_uid[claim.metadata.uid] = self._seen(claim)
-            self.changed.set()
         elif event.type == "DELETED":
             self.by_uid.pop(claim.metadata.uid, None)
-            self.changed.set()
         if claim.metadata.resource_version:
             self.resource_version = claim.metadata.resource_version
 

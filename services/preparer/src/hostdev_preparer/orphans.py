@@ -10,8 +10,6 @@ kubelet's NodeUnprepareResources takes (per-claim lock, revision-checked undo).
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from dataclasses import dataclass, field
 
@@ -96,26 +94,18 @@ class Orphans:
     _holds: dict[str, _Suspect] = field(default_factory=dict)
 
     async def run(self) -> None:
-        """Check now, then at every scan period and whenever the watch changed something."""
+        """Check now, then every scan period.
+
+        Watch events only update the view: a check reads every checkpoint and hold, and
+        claims change all over a cluster, while nothing here is due before its grace period.
+        """
         while True:
             try:
                 await self.check()
             except Exception:
                 # One failed check (NATS away, say) must not end the checks for good.
                 logger.exception("orphan check failed; trying again at the next one")
-            await self._wait()
-
-    async def _wait(self) -> None:
-        changed = asyncio.ensure_future(self.cache.changed.wait())
-        ticking = asyncio.ensure_future(self.deps.clock.sleep(self.timings.scan))
-        try:
-            await asyncio.wait((changed, ticking), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for waiter in (changed, ticking):
-                waiter.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await waiter
-        self.cache.changed.clear()
+            await self.deps.clock.sleep(self.timings.scan)
 
     async def check(self) -> None:
         """One comparison; acts on whatever has been orphaned for long enough."""
@@ -167,7 +157,10 @@ class Orphans:
                 self._claims[uid] = _Suspect(reason, now, revision)
                 continue
             if now - suspect.since >= wait:
-                await self._unprepare(checkpoint, revision, reason)
+                try:
+                    await self._unprepare(checkpoint, revision, reason)
+                except Exception:
+                    self._failed(checkpoint.claim, reason)
 
     async def _unprepare(self, checkpoint: Checkpoint, revision: int, reason: str) -> None:
         ref = checkpoint.claim
@@ -246,7 +239,18 @@ class Orphans:
         for owner in loose:
             suspect = self._holds.setdefault(owner, _Suspect(HOLD_WITHOUT_CHECKPOINT, now))
             if now - suspect.since >= self.timings.grace:
-                await self._release(owner)
+                try:
+                    await self._release(owner)
+                except Exception:
+                    self._failed(ClaimRef(namespace="", name="", uid=owner), suspect.reason)
+
+    def _failed(self, ref: ClaimRef, reason: str) -> None:
+        """One orphan that could not be cleaned does not keep the others waiting."""
+        self.metrics.failed.labels(reason).inc()
+        logger.exception(
+            "could not clean an orphan; trying again at the next check",
+            extra=_claim_fields(ref) | {"reason": reason},
+        )
 
     async def _release(self, owner: str) -> None:
         key = subjects.checkpoint_key(self.deps.node, owner)
