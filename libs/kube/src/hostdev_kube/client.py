@@ -15,6 +15,7 @@ from hostdev_kube.access import Access, find
 from hostdev_kube.errors import Conflict, Gone, KubeError, NotFound
 from hostdev_kube.models import (
     ClaimList,
+    ListMeta,
     Node,
     ResourceClaim,
     SliceList,
@@ -136,9 +137,21 @@ class Kube:
         async for event in self._watch(SLICES, query, resource_version, timeout_seconds):
             yield event
 
-    async def list_claims(self) -> ClaimList:
-        """Every ResourceClaim of the cluster, with the list's resourceVersion to watch from."""
-        return await self._request(ClaimList, "GET", CLAIMS)
+    async def list_claims(self, page_size: int = 500) -> ClaimList:
+        """Every ResourceClaim of the cluster, with the list's resourceVersion to watch from.
+
+        Read in pages (one consistent snapshot: the pages share the first one's version);
+        raises Gone when the snapshot expired between pages, as a list then starts over.
+        """
+        query = {"limit": str(page_size)}
+        page = await self._request(ClaimList, "GET", f"{CLAIMS}?{urlencode(query)}")
+        items = list(page.items)
+        version = page.metadata.resource_version
+        while page.metadata.continue_:
+            query["continue"] = page.metadata.continue_
+            page = await self._request(ClaimList, "GET", f"{CLAIMS}?{urlencode(query)}")
+            items.extend(page.items)
+        return ClaimList(metadata=ListMeta(resource_version=version), items=tuple(items))
 
     async def watch_claims(
         self, resource_version: str, timeout_seconds: int = 300

@@ -93,10 +93,17 @@ class ResourceClaim(msgspec.Struct, frozen=True, kw_only=True):
     status: ClaimStatus = ClaimStatus()
 
 
-class ClaimList(msgspec.Struct, frozen=True, kw_only=True):
-    """A ResourceClaimList; metadata.resourceVersion is where a watch continues."""
+class ListMeta(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
+    """A list's metadata: where a watch continues, and the token of the next page."""
 
-    metadata: ObjectMeta = ObjectMeta()
+    resource_version: str = ""
+    continue_: str = msgspec.field(default="", name="continue")
+
+
+class ClaimList(msgspec.Struct, frozen=True, kw_only=True):
+    """A ResourceClaimList (or one page of it)."""
+
+    metadata: ListMeta = ListMeta()
     items: tuple[ResourceClaim, ...] = ()
 
 
