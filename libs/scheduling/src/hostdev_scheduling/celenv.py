@@ -22,7 +22,7 @@ from cel_expr_python import cel
 from cel_expr_python.ext import ext_bindings, ext_math, ext_optional, ext_strings
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, struct_pb2
 
-from .errors import CelCompileError
+from .errors import CelCompileError, SchedulingError
 from .quantity import format_quantity, parse_quantity
 from .semver import Semver, parse_semver
 
@@ -100,7 +100,7 @@ def _quantity(text: str) -> Any:
 def _is_quantity(text: str) -> bool:
     try:
         parse_quantity(text)
-    except ValueError:
+    except SchedulingError:
         return False
     return True
 
