@@ -296,6 +296,19 @@ CASES = [
         {"c": Fails('device.attributes["hostdev.k8s.io"].model')},
     ),
     Case(
+        "full-qualified-name-is-not-a-domain",
+        "CELDeviceSelector: device.attributes is keyed by domain only; "
+        'device.attributes["hostdev.k8s.io/family"] names an unknown prefix, which is an '
+        "empty map, never the attribute, so no device matches.",
+        [
+            rslice(dev("pci-0")),
+            claim(
+                "c", exactly("f", selectors=['device.attributes["hostdev.k8s.io/family"] == "pci"'])
+            ),
+        ],
+        {"c": Fails("no device matches")},
+    ),
+    Case(
         "capacity-as-quantity",
         "CELDeviceSelector: device.capacity[domain].name is a Quantity; the Kubernetes quantity "
         "library's compareTo picks the 16Gi device over the 8Gi one for >= 10Gi.",
@@ -372,7 +385,7 @@ CASES = [
         [THREE_PCI, claim("first", exactly("f", count=2)), claim("second", exactly("f", count=2))],
         {
             "first": GetsDevices(frozenset({"pci-0", "pci-1"})),
-            "second": Fails("allocated to an earlier claim"),
+            "second": Fails("allocated to an earlier claim (default/first)"),
         },
     ),
     Case(

@@ -63,7 +63,7 @@ def simulate(
     outcomes: list[ClaimOutcome] = []
     for claim in inp.claims:
         if claim.allocation is not None:
-            devices = allocator.hold_existing(claim.allocation)
+            devices = allocator.hold_existing(claim.allocation, f"{claim.namespace}/{claim.name}")
             outcomes.append(
                 ClaimOutcome(claim.namespace, claim.name, devices, None, already_allocated=True)
             )

@@ -53,7 +53,8 @@ class Pick:
 class HeldState:
     """What earlier claims hold, shared by all claims of a simulation."""
 
-    exclusive: set[DeviceId] = field(default_factory=set)
+    # device -> the claim (namespace/name) that holds it
+    exclusive: dict[DeviceId, str] = field(default_factory=dict)
     # (driver, pool, counter set, counter) -> consumed
     counters: dict[tuple[str, str, str, str], Fraction] = field(default_factory=dict)
     # (device, capacity) -> consumed, for devices with allowMultipleAllocations
@@ -129,7 +130,9 @@ class Allocator:
 
     # ----- held state -----
 
-    def _take(self, device: Device, consumed: dict[str, Fraction], admin: bool, sign: int) -> None:
+    def _take(
+        self, device: Device, consumed: dict[str, Fraction], admin: bool, sign: int, holder: str
+    ) -> None:
         if admin:
             return  # admin access observes a device: it holds nothing and consumes nothing
         if device.multi:
@@ -142,14 +145,14 @@ class Allocator:
             if not (sign > 0 and holders == 1) and not (sign < 0 and holders == 0):
                 return
         elif sign > 0:
-            self.held.exclusive.add(device.id)
+            self.held.exclusive[device.id] = holder
         else:
-            self.held.exclusive.discard(device.id)
+            self.held.exclusive.pop(device.id, None)
         for (counter_set, counter), amount in device.consumes.items():
             key = (device.id.driver, device.id.pool, counter_set, counter)
             self.held.counters[key] = self.held.counters.get(key, Fraction(0)) + sign * amount
 
-    def hold_existing(self, allocation: Object) -> list[AllocatedDevice]:
+    def hold_existing(self, allocation: Object, holder: str) -> list[AllocatedDevice]:
         """Record a claim's status.allocation as held; returns its devices."""
         results = (allocation.get("devices") or {}).get("results") or []
         devices = []
@@ -166,9 +169,9 @@ class Allocator:
                 qualified = {
                     (k if "/" in k else f"{ident.driver}/{k}"): v for k, v in consumed.items()
                 }
-                self._take(device, qualified, admin, +1)
+                self._take(device, qualified, admin, +1, holder)
             elif not admin:
-                self.held.exclusive.add(ident)
+                self.held.exclusive[ident] = holder
             devices.append(
                 AllocatedDevice(
                     str(result.get("request")),
@@ -220,8 +223,9 @@ class Allocator:
             for p in picks
         ):
             return "already chosen for this claim"
-        if not device.multi and not admin and device.id in self.held.exclusive:
-            return "allocated to an earlier claim"
+        holder = self.held.exclusive.get(device.id)
+        if not device.multi and not admin and holder is not None:
+            return f"allocated to an earlier claim ({holder})"
         taints = untolerated(device, alternative.tolerations)
         if taints:
             return "taint not tolerated: " + ", ".join(
@@ -347,7 +351,13 @@ class Allocator:
         if not found:
             return ClaimOutcome(claim.namespace, claim.name, [], error)
         for pick in picks:
-            self._take(pick.device, pick.consumed, pick.alternative.admin_access, +1)
+            self._take(
+                pick.device,
+                pick.consumed,
+                pick.alternative.admin_access,
+                +1,
+                f"{claim.namespace}/{claim.name}",
+            )
         return ClaimOutcome(claim.namespace, claim.name, [_result(p) for p in picks], None)
 
     def _solve(self, compiled: CompiledClaim, index: int, picks: list[Pick]) -> bool:
