@@ -919,6 +919,16 @@ CASES = [
         {"c": Fails("taint not tolerated: maintenance=:NoExecute")},
     ),
     Case(
+        "taint-effect-none-does-not-block",
+        "KEP-5055 DeviceTaint.effect: only NoSchedule and NoExecute keep claims off a device; "
+        "a taint with effect None is informational.",
+        [
+            rslice(dev("pci-0", taints=[{"key": "degraded", "effect": "None"}])),
+            claim("c", exactly("f")),
+        ],
+        {"c": gets(("f", "pci-0"))},
+    ),
+    Case(
         "toleration-equal-matches-key-and-value",
         "KEP-5055 DeviceToleration: operator Equal (the default) tolerates a taint with the same "
         "key, value and effect.",

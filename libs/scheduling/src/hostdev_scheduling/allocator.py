@@ -253,6 +253,8 @@ class Allocator:
                 qualified = key if "/" in key else f"{device.id.driver}/{key}"
                 if device.capacity.get(qualified, Fraction(-1)) < amount:
                     return f"capacity {qualified} below the requested {format_quantity(amount)}"
+        # Admin access observes a device: it consumes no counters (see the README on how
+        # upstream may differ), nor does a shared device whose counters are already consumed.
         counting = not admin and not (
             device.multi
             and (
@@ -280,7 +282,7 @@ class Allocator:
         total = Fraction(0)
         for pick in picks:
             device = pick.device
-            if device.id in seen:
+            if pick.alternative.admin_access or device.id in seen:
                 continue
             if (device.id.driver, device.id.pool) != (driver, pool):
                 continue

@@ -86,8 +86,12 @@ def _selectors(raw: object, owner: str) -> tuple[Selector, ...]:
 
 
 def _tolerations(raw: object, owner: str) -> tuple[Toleration, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise SchedulingError(f"{owner}: tolerations is not a list")
     result = []
-    for item in raw or []:  # type: ignore[attr-defined]
+    for item in raw:
         if not isinstance(item, Mapping):
             raise SchedulingError(f"{owner}: a toleration is not a mapping")
         operator = str(item.get("operator") or "Equal")
