@@ -1,16 +1,6 @@
 """Device families behind one Protocol: survey/discover, plan, apply, unprepare, healthy."""
 
-from hostdev_families.base import (
-    DISCOVERED,
-    NOT_SELECTED,
-    Family,
-    FamilyError,
-    Health,
-    HostRefused,
-    Survey,
-    dns_label,
-)
-from hostdev_families.config import (
+from hostdev_devconfig import (
     ConfigError,
     DevicesConfig,
     HostPathSpec,
@@ -20,6 +10,16 @@ from hostdev_families.config import (
     SriovSelector,
     UsbSelector,
     load_config,
+)
+from hostdev_families.base import (
+    DISCOVERED,
+    NOT_SELECTED,
+    Family,
+    FamilyError,
+    Health,
+    HostRefused,
+    Survey,
+    dns_label,
 )
 from hostdev_families.netlink import Pyroute2Netlink, VfNetlink, VfSettings
 from hostdev_families.registry import build_families, discover_all, survey_all

@@ -6,6 +6,7 @@ import glob as globlib
 from collections.abc import Mapping
 from typing import Any
 
+from hostdev_devconfig import HostPathSpec
 from hostdev_events.inventory import (
     Attribute,
     ContainerEdits,
@@ -26,7 +27,6 @@ from hostdev_families.base import (
     check_config,
     dns_label,
 )
-from hostdev_families.config import HostPathSpec
 from hostdev_sysfs import HostRoot, PathEscapesRoot, device_number
 
 FAMILY = "hostpath"

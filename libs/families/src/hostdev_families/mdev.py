@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from hostdev_devconfig import MdevSelector
 from hostdev_events.inventory import Attribute, CounterUse, Device, NotOffered
 from hostdev_events.state import HostUndo
 from hostdev_families import pciattrs
@@ -33,7 +34,6 @@ from hostdev_families.base import (
     check_config,
     dns_label,
 )
-from hostdev_families.config import MdevSelector
 from hostdev_sysfs import HostRoot, SysfsWriter, read_function
 
 FAMILY = "mdev"

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from hostdev_devconfig import PciSelector
 from hostdev_events.alloc import group_entry
 from hostdev_events.inventory import Attribute, CounterUse, Device, NotOffered
 from hostdev_events.state import HostUndo
@@ -26,7 +27,6 @@ from hostdev_families.base import (
     Survey,
     check_config,
 )
-from hostdev_families.config import PciSelector
 from hostdev_families.pcihealth import discovered_driver, function_health
 from hostdev_sysfs import (
     HostRoot,

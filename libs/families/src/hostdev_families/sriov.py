@@ -9,6 +9,7 @@ from typing import Any
 
 import msgspec
 
+from hostdev_devconfig import SriovSelector
 from hostdev_events.alloc import group_entry
 from hostdev_events.inventory import (
     Attribute,
@@ -27,7 +28,6 @@ from hostdev_families.base import (
     Survey,
     check_config,
 )
-from hostdev_families.config import SriovSelector
 from hostdev_families.netlink import VfNetlink, VfSettings
 from hostdev_families.pcihealth import discovered_driver, vf_health
 from hostdev_sysfs import HostRoot, PciFunction, SysfsWriter, list_functions, read_function

@@ -7,6 +7,7 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
+from hostdev_devconfig import UsbSelector
 from hostdev_events.inventory import (
     Attribute,
     ContainerEdits,
@@ -16,7 +17,6 @@ from hostdev_events.inventory import (
 )
 from hostdev_events.state import HostUndo
 from hostdev_families.base import ATTR_FAMILY, NOT_SELECTED, Health, Survey, check_config, dns_label
-from hostdev_families.config import UsbSelector
 from hostdev_sysfs import HostRoot, UsbDevice, list_usb
 
 FAMILY = "usb"
