@@ -102,7 +102,7 @@ async def test_a_claims_prepare_and_unprepare_are_one_trace_linked_to_its_publis
         "OTEL_EXPORTER_OTLP_INSECURE": "true",
         "OTEL_BSP_SCHEDULE_DELAY": "50",
     }
-    await services.start(processes=True)
+    await services.start(processes=True, timeout=60)  # five processes with the SDK, on a busy CI
     plugin = await kubelet.wait_for_driver(node_config.driver, timeout=15)
     claim = await cluster.allocated_claim("default", "lifelong", [Allocated("kvm", "kvm")])
     assert (await plugin.prepare([claim])).kubelet_failure is None
