@@ -99,6 +99,9 @@ RBAC_ALLOWED: dict[str, frozenset[tuple[str, str, str]]] = {
     "preparer": frozenset(
         {
             ("resource.k8s.io", "resourceclaims", "get"),
+            # Claims the kubelet forgot are found by a list and a watch across namespaces.
+            ("resource.k8s.io", "resourceclaims", "list"),
+            ("resource.k8s.io", "resourceclaims", "watch"),
             ("resource.k8s.io", "resourceclaims/status", "update"),
             ("resource.k8s.io", "resourceclaims/driver", "associated-node:update"),
         }

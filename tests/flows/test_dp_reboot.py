@@ -90,7 +90,13 @@ async def _pod_holds_the_nvme(
     services.extra_env["HOSTDEV_BOOT_ID_FILE"] = str(boot_id)
     services.per_service_env["preparer"] = {"HOSTDEV_HTTP_PORT": str(port)}
     config.devices_config.write_text(
-        json.dumps({"pci": [{"vendor": "144d"}], "resources": [{"name": NVME, "family": "pci"}]})
+        json.dumps(
+            {
+                # The NVMe shares its IOMMU group with the AHCI controller: opt in.
+                "pci": [{"vendor": "144d", "wholeGroup": True}],
+                "resources": [{"name": NVME, "family": "pci"}],
+            }
+        )
     )
     await services.start()
     await dp_kubelet.wait_for(NVME, _is_held, timeout=10)

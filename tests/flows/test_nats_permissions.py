@@ -14,8 +14,9 @@ from urllib.parse import urlsplit
 import pytest
 from nats.js.api import KeyValueConfig, StorageType
 
-from hostdev_bus import inbox_prefix
+from hostdev_bus import NatsKv, inbox_prefix
 from hostdev_events import subjects
+from hostdev_events.alloc import Hold
 from hostdev_testing.cluster import Allocated, Cluster
 from hostdev_testing.fakehost import DEMO_HOST_PATHS
 from hostdev_testing.kubelet import KubeletSimulator
@@ -190,6 +191,23 @@ async def test_cdi_writer_cannot_reserve_devices_or_read_the_ledger(leaf: LeafSe
         assert not await writer.can_publish(f"$JS.API.CONSUMER.CREATE.KV_{bucket}")
         checkpoints = subjects.CHECKPOINT_BUCKET
         assert await writer.can_publish(f"$JS.API.STREAM.MSG.GET.KV_{checkpoints}")
+
+
+async def test_preparer_reads_the_ledger_but_cannot_write_it(leaf: LeafServer) -> None:
+    """The preparer's user lists and reads ledger entries (to find holds no checkpoint stands
+    behind) but cannot write one: holds change only through the allocator."""
+    bucket = subjects.LEDGER_BUCKET
+    key = subjects.device_key(NODE, "udmabuf")
+    async with probe(leaf.url("allocator")) as allocator:
+        ledger = await allocator.nc.jetstream().create_key_value(
+            KeyValueConfig(bucket=bucket, history=1, storage=StorageType.FILE)
+        )
+        await ledger.create(key, b"{}")
+    async with probe(leaf.url("preparer")) as preparer:
+        kv = await NatsKv.open(preparer.nc.jetstream(), bucket, Hold)
+        assert await kv.keys(subjects.device_key_prefix(NODE)) == [key]
+        assert await kv.get(key) is not None
+        assert not await preparer.can_publish(f"$KV.{bucket}.{key}")
 
 
 async def test_discovery_cannot_write_the_checkpoint_bucket(leaf: LeafServer) -> None:

@@ -201,3 +201,26 @@ async def test_watch_from_a_future_resource_version_is_rejected(
         await resources.list_resource_slice(watch=True, resource_version=future, timeout_seconds=1)
     assert caught.value.status == 504
     assert "Too large resource version" in str(caught.value.body)
+
+
+async def test_an_outage_ends_watches_refuses_connections_and_keeps_history(
+    server: ApiServer, resources: Any
+) -> None:
+    """`go_down` ends live watches and refuses new connections; `come_back` serves the same
+    address with the same objects, and a watch resumes from its resourceVersion across the
+    outage, seeing what changed meanwhile."""
+    start = (await resources.list_resource_slice()).metadata.resource_version
+    url = server.url
+    async with aiohttp.ClientSession() as http:
+        query = f"watch=true&resourceVersion={start}&timeoutSeconds=30"
+        async with http.get(f"{url}/apis/resource.k8s.io/v1/resourceslices?{query}") as live:
+            await server.go_down()
+            assert await live.read() == b""  # ended cleanly, nothing sent
+        with pytest.raises(aiohttp.ClientConnectionError):
+            await http.get(f"{url}/healthz")
+        server.create("resourceslices", slice_body("during"))
+        await server.come_back()
+        assert server.url == url
+        async with http.get(f"{url}/apis/resource.k8s.io/v1/resourceslices?{query}") as resumed:
+            first = json.loads(await resumed.content.readline())
+    assert (first["type"], first["object"]["metadata"]["name"]) == ("ADDED", "during")

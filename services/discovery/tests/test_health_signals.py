@@ -62,7 +62,8 @@ def node(tmp_path: Path) -> Node:
     sample.sysfs.replace_device_node("/dev/kvm", 10, 232)
     config = DevicesConfig(
         host_paths=(HostPathSpec(path="/dev/kvm", name="kvm", shared=True),),
-        pci=(PciSelector(vendor="144d", device="a808"),),
+        # The NVMe shares its IOMMU group with the AHCI controller: opt in.
+        pci=(PciSelector(vendor="144d", device="a808", whole_group=True),),
         sriov=(SriovSelector(pf="0000:3b:00.0"),),
     )
     families = build_families(

@@ -1,6 +1,15 @@
-"""Device families behind one Protocol: discover, plan, apply, unprepare, healthy."""
+"""Device families behind one Protocol: survey/discover, plan, apply, unprepare, healthy."""
 
-from hostdev_families.base import DISCOVERED, Family, FamilyError, Health, HostRefused, dns_label
+from hostdev_families.base import (
+    DISCOVERED,
+    NOT_SELECTED,
+    Family,
+    FamilyError,
+    Health,
+    HostRefused,
+    Survey,
+    dns_label,
+)
 from hostdev_families.config import (
     ConfigError,
     DevicesConfig,
@@ -13,10 +22,11 @@ from hostdev_families.config import (
     load_config,
 )
 from hostdev_families.netlink import Pyroute2Netlink, VfNetlink, VfSettings
-from hostdev_families.registry import build_families, discover_all
+from hostdev_families.registry import build_families, discover_all, survey_all
 
 __all__ = [
     "DISCOVERED",
+    "NOT_SELECTED",
     "ConfigError",
     "DevicesConfig",
     "Family",
@@ -29,6 +39,7 @@ __all__ = [
     "Pyroute2Netlink",
     "ResourceSpec",
     "SriovSelector",
+    "Survey",
     "UsbSelector",
     "VfNetlink",
     "VfSettings",
@@ -36,4 +47,5 @@ __all__ = [
     "discover_all",
     "dns_label",
     "load_config",
+    "survey_all",
 ]

@@ -6,6 +6,7 @@ from hostdev_kube.errors import Conflict, Gone, KubeError, NotFound
 from hostdev_kube.models import (
     AllocationConfig,
     AllocationResult,
+    ClaimList,
     Node,
     ResourceClaim,
     SliceList,
@@ -18,6 +19,7 @@ __all__ = [
     "AccessError",
     "AllocationConfig",
     "AllocationResult",
+    "ClaimList",
     "Conflict",
     "Gone",
     "Kube",

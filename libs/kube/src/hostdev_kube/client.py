@@ -13,7 +13,15 @@ import msgspec
 
 from hostdev_kube.access import Access, find
 from hostdev_kube.errors import Conflict, Gone, KubeError, NotFound
-from hostdev_kube.models import Node, ResourceClaim, SliceList, SliceObject, WatchEvent
+from hostdev_kube.models import (
+    ClaimList,
+    ListMeta,
+    Node,
+    ResourceClaim,
+    SliceList,
+    SliceObject,
+    WatchEvent,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -22,6 +30,7 @@ T = TypeVar("T")
 _ERRORS: dict[int, type[KubeError]] = {404: NotFound, 409: Conflict, 410: Gone}
 RESOURCE = "/apis/resource.k8s.io/v1"
 SLICES = f"{RESOURCE}/resourceslices"
+CLAIMS = f"{RESOURCE}/resourceclaims"
 _encoder = msgspec.json.Encoder()
 
 
@@ -126,9 +135,40 @@ class Kube:
         self, node: str, driver: str, resource_version: str, timeout_seconds: int = 300
     ) -> AsyncIterator[WatchEvent]:
         """Changes to this node's slices after `resource_version`; ends on timeout."""
-        query = urlencode(
+        query = {"fieldSelector": _selector(node, driver)}
+        async for event in self._watch(SLICES, query, resource_version, timeout_seconds):
+            yield event
+
+    async def list_claims(self, page_size: int = 500) -> ClaimList:
+        """Every ResourceClaim of the cluster, with the list's resourceVersion to watch from.
+
+        Read in pages (one consistent snapshot: the pages share the first one's version);
+        raises Gone when the snapshot expired between pages, as a list then starts over.
+        """
+        query = {"limit": str(page_size)}
+        page = await self._request(ClaimList, "GET", f"{CLAIMS}?{urlencode(query)}")
+        items = list(page.items)
+        version = page.metadata.resource_version
+        while page.metadata.continue_:
+            query["continue"] = page.metadata.continue_
+            page = await self._request(ClaimList, "GET", f"{CLAIMS}?{urlencode(query)}")
+            items.extend(page.items)
+        return ClaimList(metadata=ListMeta(resource_version=version), items=tuple(items))
+
+    async def watch_claims(
+        self, resource_version: str, timeout_seconds: int = 300
+    ) -> AsyncIterator[WatchEvent]:
+        """Changes to ResourceClaims of every namespace after `resource_version`; ends on
+        timeout. Raises Gone when that version is too old (list again), KubeError otherwise."""
+        async for event in self._watch(CLAIMS, {}, resource_version, timeout_seconds):
+            yield event
+
+    async def _watch(
+        self, path: str, query: dict[str, str], resource_version: str, timeout_seconds: int
+    ) -> AsyncIterator[WatchEvent]:
+        encoded = urlencode(
             {
-                "fieldSelector": _selector(node, driver),
+                **query,
                 "resourceVersion": resource_version,
                 "watch": "true",
                 "timeoutSeconds": str(timeout_seconds),
@@ -138,7 +178,7 @@ class Kube:
         headers = await self._access.headers()
         try:
             async with self._session.get(
-                f"{self._access.host}{SLICES}?{query}",
+                f"{self._access.host}{path}?{encoded}",
                 headers=headers,
                 server_hostname=self._access.server_hostname,
                 timeout=aiohttp.ClientTimeout(total=None, sock_read=timeout_seconds + 30),

@@ -52,10 +52,32 @@ class DeviceAllocation(msgspec.Struct, frozen=True, kw_only=True):
     config: tuple[AllocationConfig, ...] = ()
 
 
-class Allocation(msgspec.Struct, frozen=True, kw_only=True):
+class NodeSelectorRequirement(msgspec.Struct, frozen=True, kw_only=True):
+    """One matchFields or matchExpressions entry of a node selector term."""
+
+    key: str
+    operator: str
+    values: tuple[str, ...] = ()
+
+
+class NodeSelectorTerm(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
+    """One term of a node selector; terms are ORed, requirements within a term ANDed."""
+
+    match_fields: tuple[NodeSelectorRequirement, ...] = ()
+    match_expressions: tuple[NodeSelectorRequirement, ...] = ()
+
+
+class NodeSelector(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
+    """status.allocation.nodeSelector: the nodes the allocated devices can be used on."""
+
+    node_selector_terms: tuple[NodeSelectorTerm, ...] = ()
+
+
+class Allocation(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
     """status.allocation."""
 
     devices: DeviceAllocation = DeviceAllocation()
+    node_selector: NodeSelector | None = None
 
 
 class ClaimStatus(msgspec.Struct, frozen=True, kw_only=True):
@@ -69,6 +91,20 @@ class ResourceClaim(msgspec.Struct, frozen=True, kw_only=True):
 
     metadata: ObjectMeta
     status: ClaimStatus = ClaimStatus()
+
+
+class ListMeta(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
+    """A list's metadata: where a watch continues, and the token of the next page."""
+
+    resource_version: str = ""
+    continue_: str = msgspec.field(default="", name="continue")
+
+
+class ClaimList(msgspec.Struct, frozen=True, kw_only=True):
+    """A ResourceClaimList (or one page of it)."""
+
+    metadata: ListMeta = ListMeta()
+    items: tuple[ResourceClaim, ...] = ()
 
 
 class Node(msgspec.Struct, frozen=True, kw_only=True):

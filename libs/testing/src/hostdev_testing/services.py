@@ -21,6 +21,7 @@ from hostdev_bus import NatsBus
 from hostdev_events import subjects
 from hostdev_events.dp import ReconcileAllocations, Reconciled
 from hostdev_events.service import ServiceReady
+from hostdev_runtime.clock import Clock
 
 MODULES = {
     "gateway": "hostdev_gateway",
@@ -113,6 +114,8 @@ class Services:
     running: dict[str, _Running] = field(default_factory=dict)
     extra_env: dict[str, str] = field(default_factory=dict)
     per_service_env: dict[str, dict[str, str]] = field(default_factory=dict)
+    # The preparer's clock when it runs as a task (a ManualClock moves grace periods along).
+    preparer_clock: Clock | None = None
     _ready: asyncio.Queue[ServiceReady] = field(default_factory=asyncio.Queue)
 
     def env(self, service: str = "") -> dict[str, str]:
@@ -169,7 +172,7 @@ class Services:
         if name == "preparer":
             from hostdev_testing.fake_preparer import faked
 
-            built = faked(settings)
+            built = faked(settings, self.preparer_clock)
         else:
             built = importlib.import_module(f"{module}.app").app(settings)
         stopping = asyncio.Event()

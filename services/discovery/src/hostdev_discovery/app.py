@@ -13,6 +13,7 @@ from hostdev_discovery.fallback import SharedFallback
 from hostdev_discovery.handlers import on_get_inventory
 from hostdev_discovery.health import HealthTracker
 from hostdev_discovery.inventory import InventoryStore
+from hostdev_discovery.not_offered import NotOfferedLog
 from hostdev_discovery.publisher import SlicePublisher
 from hostdev_discovery.scanner import Scanner
 from hostdev_discovery.settings import Settings
@@ -54,6 +55,7 @@ def app(settings: Settings) -> App:
             # Asked before the first publish, so the first slices are already right.
             await shared.probe(kube, publisher.pool)
             ctx.spawn(shared.run(kube, publisher.pool, settings.shared_probe_seconds, ctx.stopping))
+        not_offered = NotOfferedLog()
         scanner = Scanner(
             families=families,
             store=store,
@@ -67,6 +69,7 @@ def app(settings: Settings) -> App:
             node=node,
             clock=SystemClock(),
             metrics=DeviceMetrics(ctx.metrics.registry),
+            not_offered=not_offered,
         )
         # The first scan finishes before the service reports ready, so the inventory
         # and the slices exist by then; later scans run in the background.
@@ -75,7 +78,9 @@ def app(settings: Settings) -> App:
             ctx.spawn(publisher.watch(wake, ctx.stopping))
         return (
             Route(
-                subjects.inventory_get(node), GetInventory, partial(on_get_inventory, store=store)
+                subjects.inventory_get(node),
+                GetInventory,
+                partial(on_get_inventory, store=store, not_offered=not_offered),
             ),
         )
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from hostdev_bus import NatsKv
 from hostdev_events import subjects
+from hostdev_events.alloc import Hold
 from hostdev_events.claims import PrepareClaims, UnprepareClaims
 from hostdev_events.dp import (
     AllocateDevices,
@@ -22,12 +23,14 @@ from hostdev_events.state import Checkpoint
 from hostdev_families import Pyroute2Netlink, VfNetlink, build_families, load_config
 from hostdev_kube import Kube
 from hostdev_preparer import dp, dp_restore
+from hostdev_preparer.claimwatch import ClaimCache, follow
 from hostdev_preparer.flow import Deps
 from hostdev_preparer.handlers import on_prepare, on_unprepare
 from hostdev_preparer.inventory import InventoryView
 from hostdev_preparer.locks import KeyedLocks
+from hostdev_preparer.orphans import OrphanMetrics, Orphans, Timings
 from hostdev_preparer.settings import Settings
-from hostdev_runtime.clock import SystemClock
+from hostdev_runtime.clock import Clock, SystemClock
 from hostdev_runtime.metrics import ClaimMetrics
 from hostdev_runtime.runner import App, Route, ServiceContext
 from hostdev_sysfs import FileWriter, HostRoot, SysfsWriter
@@ -81,12 +84,16 @@ def metadata_families(setting: str) -> frozenset[str] | None:
 
 
 def app(
-    settings: Settings, *, writer: SysfsWriter | None = None, netlink: VfNetlink | None = None
+    settings: Settings,
+    *,
+    writer: SysfsWriter | None = None,
+    netlink: VfNetlink | None = None,
+    clock: Clock | None = None,
 ) -> App:
     """The preparer app for the runner.
 
-    `writer` and `netlink` are where the kernel reacts; a test kit passes fakes, the
-    service's own entry point never does.
+    `writer` and `netlink` are where the kernel reacts, `clock` where time passes; a test
+    kit passes fakes, the service's own entry point never does.
     """
 
     async def start(ctx: ServiceContext) -> Sequence[Route[Any]]:
@@ -110,12 +117,33 @@ def app(
             ),
             claims=kube,
             families=families,
-            clock=SystemClock(),
+            clock=clock or SystemClock(),
             locks=KeyedLocks(),
             metadata_families=metadata_families(settings.device_metadata),
             boot_id=read_boot_id(Path(settings.boot_id_file)),
             metrics=ClaimMetrics(ctx.metrics.registry),
         )
+        await _watch_for_orphans(ctx, settings, kube, deps)
         return routes(node, deps, dp_restore.RestoreMetrics(ctx.metrics.registry))
 
     return start
+
+
+async def _watch_for_orphans(
+    ctx: ServiceContext, settings: Settings, kube: Kube, deps: Deps
+) -> None:
+    """Follow the cluster's claims and clean up what the kubelet forgot (see orphans)."""
+    cache = ClaimCache(driver=deps.driver, node=deps.node)
+    orphans = Orphans(
+        deps=deps,
+        ledger=await NatsKv.open(ctx.js, subjects.LEDGER_BUCKET, Hold),
+        cache=cache,
+        timings=Timings(
+            grace=settings.orphan_grace_seconds,
+            stuck_preparing=settings.stuck_preparing_seconds,
+            scan=settings.orphan_scan_seconds,
+        ),
+        metrics=OrphanMetrics(ctx.metrics.registry),
+    )
+    ctx.spawn(follow(cache, kube, deps.clock))
+    ctx.spawn(orphans.run())

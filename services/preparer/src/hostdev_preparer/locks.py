@@ -27,3 +27,7 @@ class KeyedLocks:
                 del self._locks[key]
             else:
                 self._locks[key] = (lock, users - 1)
+
+    def busy(self, key: str) -> bool:
+        """Whether someone holds or waits for the lock of `key` right now."""
+        return key in self._locks

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
+import msgspec
+
 from hostdev_runtime.settings import CommonSettings
 
 
@@ -17,6 +21,15 @@ class Settings(CommonSettings, frozen=True, kw_only=True):
                     paths the file tells a workload little, and costs two more files a claim.
     boot_id_file:   where the kernel's boot ID is (HOSTDEV_BOOT_ID_FILE); a claim completed
                     in another boot is prepared again, since reboots clear specs and bindings.
+    orphan_grace_seconds: how long a checkpoint or ledger hold must have had no claim behind
+                    it (deleted, replaced by one of another UID, no longer allocated to this
+                    node) before the preparer unprepares it itself (HOSTDEV_ORPHAN_GRACE_SECONDS);
+                    the kubelet normally unprepares first, the wait keeps out of its way.
+    stuck_preparing_seconds: how long a prepare may stay unfinished, its record unchanged,
+                    before it is rolled back (HOSTDEV_STUCK_PREPARING_SECONDS); the kubelet
+                    gives a call 45 s and retries for 90 s, so the default is twice that.
+    orphan_scan_seconds: how often checkpoints and holds are compared with the watched claims
+                    (HOSTDEV_ORPHAN_SCAN_SECONDS); claims are watched, this reads only NATS KV.
     """
 
     kube_api_url: str = ""
@@ -24,3 +37,6 @@ class Settings(CommonSettings, frozen=True, kw_only=True):
     devices_config: str = "/etc/hostdev/devices.yaml"
     device_metadata: str = "pci,sriov,mdev"
     boot_id_file: str = "/proc/sys/kernel/random/boot_id"
+    orphan_grace_seconds: Annotated[float, msgspec.Meta(ge=0)] = 300.0
+    stuck_preparing_seconds: Annotated[float, msgspec.Meta(ge=0)] = 180.0
+    orphan_scan_seconds: Annotated[float, msgspec.Meta(gt=0)] = 30.0

@@ -94,9 +94,23 @@ class ApiServer:
     async def stop(self) -> None:
         """End every watch stream cleanly, then stop listening."""
         self.store.close()
+        await self._stop_listening()
+
+    async def _stop_listening(self) -> None:
         if self._runner is not None:
             runner, self._runner = self._runner, None
             await runner.cleanup()
+
+    async def go_down(self) -> None:
+        """An outage: watch streams end and connections are refused; the state is kept."""
+        self.store.end_watches()
+        await self._stop_listening()
+
+    async def come_back(self) -> None:
+        """Serve again on the same address after `go_down`, with the same objects and history."""
+        _, port = self.url.rsplit(":", 1)
+        self._port = int(port)
+        await self.start()
 
     async def __aenter__(self) -> str:
         return await self.start()

@@ -117,8 +117,12 @@ class Store:
         self._subscriptions.discard(subscription)
 
     def close(self) -> None:
-        """End every watch: each subscriber gets the shutdown marker."""
+        """End every watch for good: each subscriber gets the shutdown marker."""
         self.closed = True
+        self.end_watches()
+
+    def end_watches(self) -> None:
+        """End the current watches (as a server going away does); later ones are served."""
         for subscription in self._subscriptions:
             subscription.queue.put_nowait(None)
         self._subscriptions.clear()

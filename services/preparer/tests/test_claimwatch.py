@@ -1,0 +1,88 @@
+"""Whether a watched claim is still allocated here, and how watch events change the view."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+import pytest
+
+from hostdev_kube import ClaimList, ResourceClaim, WatchEvent
+from hostdev_preparer.claimwatch import ClaimCache, allocated_here
+
+DRIVER = "hostdev.k8s.io"
+NODE = "n1"
+
+
+def _claim(uid: str, allocation: dict[str, Any] | None, name: str = "c") -> dict[str, Any]:
+    status = {"allocation": allocation} if allocation is not None else {}
+    return {
+        "metadata": {"name": name, "namespace": "ns", "uid": uid, "resourceVersion": "7"},
+        "status": status,
+    }
+
+
+def _allocation(driver: str = DRIVER, pool: str = NODE, **extra: Any) -> dict[str, Any]:
+    result = {"request": "r", "driver": driver, "pool": pool, "device": "kvm"}
+    return {"devices": {"results": [result]}, **extra}
+
+
+def _by_name(operator: str, *names: str) -> dict[str, Any]:
+    fields = [{"key": "metadata.name", "operator": operator, "values": list(names)}]
+    return {"nodeSelector": {"nodeSelectorTerms": [{"matchFields": fields}]}}
+
+
+@pytest.mark.parametrize(
+    ("allocation", "here"),
+    [
+        (_allocation(), True),
+        (_allocation(**_by_name("In", NODE)), True),
+        (_allocation(**_by_name("In", "n2")), False),
+        (_allocation(**_by_name("NotIn", NODE)), False),
+        (_allocation(driver="other.example.com"), False),
+        (_allocation(pool="n2"), False),
+        (None, False),
+    ],
+    ids=[
+        "no-selector",
+        "selects-us",
+        "selects-another",
+        "excludes-us",
+        "other-driver",
+        "other-pool",
+        "none",
+    ],
+)
+def test_a_claim_is_ours_only_while_allocated_with_our_devices_on_this_node(
+    allocation: dict[str, Any] | None, here: bool
+) -> None:
+    claim = msgspec.convert(_claim("u1", allocation), ResourceClaim)
+    assert allocated_here(claim, DRIVER, NODE) is here
+
+
+def test_a_label_requirement_is_never_read_as_another_node() -> None:
+    """Only the node's name is known here: a term on labels is taken as met."""
+    labels = {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["z"]}]}
+    selector: dict[str, Any] = {"nodeSelector": {"nodeSelectorTerms": [labels]}}
+    claim = msgspec.convert(_claim("u1", _allocation(**selector)), ResourceClaim)
+    assert allocated_here(claim, DRIVER, NODE)
+
+
+def test_watch_events_track_claims_by_uid_and_keep_the_resource_version() -> None:
+    """ADDED and MODIFIED replace by UID, DELETED removes, a bookmark only moves the version;
+    a claim re-created under its name is another entry."""
+    cache = ClaimCache(driver=DRIVER, node=NODE)
+    listed = msgspec.convert(
+        {"metadata": {"resourceVersion": "5"}, "items": [_claim("u1", _allocation())]}, ClaimList
+    )
+    cache.replace(listed)
+    assert cache.synced
+    assert cache.resource_version == "5"
+    cache.apply(WatchEvent(type="DELETED", object=_claim("u1", _allocation())))
+    cache.apply(WatchEvent(type="ADDED", object=_claim("u2", None)))
+    bookmark = {"kind": "ResourceClaim", "metadata": {"resourceVersion": "9"}}
+    cache.apply(WatchEvent(type="BOOKMARK", object=bookmark))
+    assert set(cache.by_uid) == {"u2"}
+    assert not cache.by_uid["u2"].allocated_here
+    assert cache.named("ns", "c") == cache.by_uid["u2"]
+    assert cache.resource_version == "9"
