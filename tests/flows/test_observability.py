@@ -57,7 +57,7 @@ async def test_one_prepare_is_one_trace_across_four_services(
         "OTEL_EXPORTER_OTLP_INSECURE": "true",
         "OTEL_BSP_SCHEDULE_DELAY": "50",
     }
-    await services.start(processes=True)
+    await services.start(processes=True, timeout=60)  # five processes with the SDK, on a busy CI
     plugin = await kubelet.wait_for_driver(node_config.driver, timeout=15)
     claim = await cluster.allocated_claim("default", "traced", [Allocated("kvm", "kvm")])
     assert (await plugin.prepare([claim])).kubelet_failure is None
@@ -123,10 +123,18 @@ async def test_a_claims_prepare_and_unprepare_are_one_trace_linked_to_its_publis
         return [s for s in spans if prepare and s.trace_id == prepare[0].trace_id]
 
     def complete(spans: list[ReceivedSpan]) -> bool:
+        # Five processes export in any order: wait for both halves, and for every linked
+        # span with the root of its trace.
         life = claim_life(spans)
-        ids = {s.span_id for s in spans}
         links = {link[1] for s in life for link in s.links}
-        return halves <= {(s.service, s.name) for s in life} and links <= ids
+        linked_traces = {s.trace_id for s in spans if s.span_id in links}
+        roots = {s.trace_id for s in spans if not s.parent_id}
+        return (
+            halves <= {(s.service, s.name) for s in life}
+            and bool(links)
+            and links <= {s.span_id for s in spans}
+            and linked_traces <= roots
+        )
 
     async with asyncio.timeout(15):
         spans = await otlp.wait_for(complete)
