@@ -83,6 +83,9 @@ class Device(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     # Ledger entries held together with this device: every function of its IOMMU group,
     # so two claims can never split one group between them.
     also_holds: tuple[str, ...] = ()
+    # W3C traceparent of the discovery pass that last wrote this record (and published the
+    # slices with it); a claim's prepare links to it. Empty when tracing is off.
+    published_in: str = ""
 
 
 class NotOffered(msgspec.Struct, frozen=True, kw_only=True):

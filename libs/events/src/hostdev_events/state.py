@@ -70,3 +70,6 @@ class Checkpoint(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     devices: tuple[AllocatedDevice, ...] = ()
     undo: tuple[HostUndo, ...] = ()
     outcome: ClaimOutcome | None = None
+    # W3C traceparent of the prepare's span: the unprepare, a separate kubelet call, continues
+    # that trace, so one claim's life is one trace. Empty when tracing is off.
+    trace_context: str = ""

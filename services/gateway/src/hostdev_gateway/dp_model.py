@@ -115,6 +115,13 @@ def kubevirt_env(resource: str, prepared: Sequence[DpPrepared]) -> dict[str, str
     return env
 
 
-def plugin_socket_name(resource: str) -> str:
-    """The socket file name under the kubelet's device plugin directory."""
-    return "hostdev-" + resource.replace("/", "_") + ".sock"
+INSTANCE_CHARS = 8  # of the pod UID: 32 random bits tell two pods of one node apart
+
+
+def plugin_socket_name(resource: str, instance: str = "") -> str:
+    """The socket file name under the kubelet's device plugin directory; with an instance
+    (the pod UID) two gateways of a rolling update each serve and register their own.
+    Only the UID's first characters go in: the whole of it would push long resource names
+    past the 107 bytes a unix socket path may have."""
+    suffix = f"-{instance[:INSTANCE_CHARS]}" if instance else ""
+    return "hostdev-" + resource.replace("/", "_") + suffix + ".sock"

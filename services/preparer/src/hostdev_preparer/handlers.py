@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import datetime
 import logging
+from collections.abc import Iterable
+from contextlib import AbstractContextManager
 
 import msgspec
 from opentelemetry import trace
 
-from hostdev_bus import KeyExists
+from hostdev_bus import KeyExists, tracing
 from hostdev_events.claims import (
     ClaimOutcome,
     PrepareClaims,
@@ -17,6 +19,7 @@ from hostdev_events.claims import (
     UnprepareClaims,
     UnprepareClaimsReply,
 )
+from hostdev_events.inventory import Device
 from hostdev_events.state import AllocatedDevice, Checkpoint, ClaimStep, HostUndo
 from hostdev_kube import NotFound, ResourceClaim
 from hostdev_preparer import machine, status
@@ -156,9 +159,11 @@ async def _plan(call: Call, claim: ResourceClaim) -> Checkpoint:
     allocated = machine.our_results(claim, call.claim.uid, call.deps.driver, call.deps.node)
     configs = machine.request_configs(claim, call.deps.driver)
     devices: list[AllocatedDevice] = []
+    found_devices: list[Device] = []
     plans: dict[str, HostUndo] = {}
     for result_request, item in allocated:
         device = await inventory_device(call, item.device)
+        found_devices.append(device)
         devices.append(
             msgspec.structs.replace(
                 item,
@@ -185,6 +190,7 @@ async def _plan(call: Call, claim: ResourceClaim) -> Checkpoint:
                 family.blocking, family.plan, device, call.claim.uid, config
             )
     machine.check_interface_names(plans.values())
+    _link_publishes(d.published_in for d in found_devices)
     return Checkpoint(
         claim=call.claim,
         step=ClaimStep.PREPARING,
@@ -192,17 +198,30 @@ async def _plan(call: Call, claim: ResourceClaim) -> Checkpoint:
         pod_claim_name=claim.metadata.annotations.get(machine.POD_CLAIM_NAME_ANNOTATION, ""),
         devices=tuple(devices),
         undo=tuple(plans.values()),
+        trace_context=tracing.traceparent(),
     )
 
 
+def _link_publishes(published_in: Iterable[str]) -> None:
+    """Link the claim's span to the discovery passes that published its devices."""
+    span = trace.get_current_span()
+    if not span.is_recording():
+        return
+    for value in set(published_in):
+        publish = tracing.stored_span(value)
+        if publish is not None:
+            span.add_link(publish)
+
+
 async def _unprepare_one(call: Call) -> str:
-    with tracer.start_as_current_span(
-        "unprepare claim", attributes={telemetry.ATTR_CLAIM_UID: call.claim.uid}
-    ) as span:
-        started = call.deps.clock.monotonic()
-        async with call.deps.locks.hold(call.claim.uid):
+    started = call.deps.clock.monotonic()
+    async with call.deps.locks.hold(call.claim.uid):
+        try:
+            found = await call.deps.checkpoints.get(call.key)
+        except Exception as err:
+            return _unprepare_failed(call, err, trace.get_current_span())
+        with _unprepare_span(call, found[0] if found else None) as span:
             try:
-                found = await call.deps.checkpoints.get(call.key)
                 families: set[str] = set()
                 if found is not None:
                     families = {d.family for d in found[0].devices}
@@ -220,7 +239,27 @@ async def _unprepare_one(call: Call) -> str:
                 )
                 return ""
             except Exception as err:
-                call.deps.metrics.errors.labels("unprepare", error_kind(err)).inc()
-                error = failure(call, err)
-                span.set_status(trace.StatusCode.ERROR, error)
-                return error
+                return _unprepare_failed(call, err, span)
+
+
+def _unprepare_span(
+    call: Call, checkpoint: Checkpoint | None
+) -> AbstractContextManager[trace.Span]:
+    """The claim's unprepare span: a child of its prepare span when the checkpoint recorded
+    one (one trace per claim), linked to this kubelet call's own trace."""
+    attributes = {telemetry.ATTR_CLAIM_UID: call.claim.uid}
+    parent = tracing.stored_context(checkpoint.trace_context) if checkpoint else None
+    if parent is None:
+        return tracer.start_as_current_span("unprepare claim", attributes=attributes)
+    this_call = trace.get_current_span().get_span_context()
+    links = [trace.Link(this_call)] if this_call.is_valid else []
+    return tracer.start_as_current_span(
+        "unprepare claim", context=parent, links=links, attributes=attributes
+    )
+
+
+def _unprepare_failed(call: Call, err: Exception, span: trace.Span) -> str:
+    call.deps.metrics.errors.labels("unprepare", error_kind(err)).inc()
+    error = failure(call, err)
+    span.set_status(trace.StatusCode.ERROR, error)
+    return error
