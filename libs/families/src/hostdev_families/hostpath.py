@@ -9,6 +9,7 @@ from typing import Any
 
 from hostdev_events.inventory import (
     Attribute,
+    ConsumableCapacity,
     ContainerEdits,
     Device,
     DeviceNodeEdit,
@@ -32,6 +33,8 @@ logger = logging.getLogger(__name__)
 
 FAMILY = "hostpath"
 DISCOVERED_RDEV = DISCOVERED + "rdev"
+GROUP_PATHS = "paths"  # param: every host path of a `paths` group, one per line
+SLOTS = "slots"  # the consumable capacity of a shared host path with `slots: N`
 
 
 class HostPathFamily:
@@ -47,58 +50,78 @@ class HostPathFamily:
     def discover(self) -> list[Device]:
         devices: dict[str, Device] = {}
         for spec in self.specs:
-            for host_path in self._matches(spec):
-                device = self._device(spec, host_path)
+            for device in self._devices(spec):
                 if device.name in devices:
                     logger.warning("duplicate device name", extra={"device": device.name})
                     continue
                 devices[device.name] = device
         return sorted(devices.values(), key=lambda d: d.name)
 
-    def _matches(self, spec: HostPathSpec) -> list[str]:
+    def _devices(self, spec: HostPathSpec) -> list[Device]:
+        if not spec.paths:
+            return [self._device(spec, (host_path,)) for host_path in self._matches(spec.path)]
+        # One device for every path of the group, in the order given, each once.
+        found = list(dict.fromkeys(m for pattern in spec.paths for m in self._matches(pattern)))
+        if not found:
+            return []
+        missing = [p for p in spec.paths if not globlib.has_magic(p) and p not in found]
+        if missing:
+            # Half a group would hand over a GPU without its render node: offer nothing.
+            logger.warning(
+                "host path group incomplete; not offered",
+                extra={"device": spec.name, "missing": missing},
+            )
+            return []
+        return [self._device(spec, tuple(found))]
+
+    def _matches(self, pattern: str) -> list[str]:
         try:
-            if globlib.has_magic(spec.path):
-                return self.root.glob(spec.path)
-            return [spec.path] if self.root.exists(spec.path) else []
+            if globlib.has_magic(pattern):
+                return self.root.glob(pattern)
+            return [pattern] if self.root.exists(pattern) else []
         except PathEscapesRoot as err:
-            logger.warning("host path rejected", extra={"path": spec.path, "error": str(err)})
+            logger.warning("host path rejected", extra={"path": pattern, "error": str(err)})
             return []
 
-    def _device(self, spec: HostPathSpec, host_path: str) -> Device:
-        is_glob = globlib.has_magic(spec.path)
-        name = spec.name if spec.name and not is_glob else dns_label(host_path)
-        container_path = spec.container_path if spec.container_path and not is_glob else host_path
-        real = str(self.root.path(host_path))
-        if spec.type == "device":
-            edits = ContainerEdits(
-                device_nodes=(
-                    DeviceNodeEdit(
-                        path=container_path, host_path=real, permissions=spec.permissions
-                    ),
+    def _device(self, spec: HostPathSpec, host_paths: tuple[str, ...]) -> Device:
+        first = host_paths[0]
+        single = not spec.paths and not globlib.has_magic(spec.path)
+        name = spec.name if spec.name and (single or spec.paths) else dns_label(first)
+        container_path = spec.container_path if spec.container_path and single else None
+        nodes: list[DeviceNodeEdit] = []
+        mounts: list[MountEdit] = []
+        for host_path in host_paths:
+            real = str(self.root.path(host_path))
+            inside = container_path or host_path
+            if spec.type == "device":
+                nodes.append(
+                    DeviceNodeEdit(path=inside, host_path=real, permissions=spec.permissions)
                 )
-            )
-        else:
-            edits = ContainerEdits(
-                mounts=(
-                    MountEdit(
-                        host_path=real, container_path=container_path, read_only=spec.read_only
-                    ),
+            else:
+                mounts.append(
+                    MountEdit(host_path=real, container_path=inside, read_only=spec.read_only)
                 )
-            )
+        edits = ContainerEdits(device_nodes=tuple(nodes), mounts=tuple(mounts), env=spec.env)
         attributes = {
             ATTR_FAMILY: Attribute(string=FAMILY),
             "type": Attribute(string=spec.type),
-            **self._pci_attributes(host_path),
+            **self._pci_attributes(first),
         }
-        if len(host_path) <= 64:
-            attributes[ATTR_PATH] = Attribute(string=host_path)
+        if len(first) <= 64:
+            attributes[ATTR_PATH] = Attribute(string=first)
+        params = {"path": first, "type": spec.type, **self._rdev(spec, first)}
+        if len(host_paths) > 1:
+            params[GROUP_PATHS] = "\n".join(host_paths)
         return Device(
             name=name,
             family=FAMILY,
             attributes=attributes,
-            shareable=spec.shared,
+            shareable=spec.is_shared,
             edits=edits,
-            params={"path": host_path, "type": spec.type, **self._rdev(spec, host_path)},
+            params=params,
+            consumable=(
+                {SLOTS: ConsumableCapacity(value=spec.slots)} if spec.slots is not None else {}
+            ),
         )
 
     def _rdev(self, spec: HostPathSpec, host_path: str) -> dict[str, str]:
@@ -145,8 +168,9 @@ class HostPathFamily:
 
     def healthy(self, device: Device) -> Health:
         path = device.params.get("path", "/nonexistent")
-        if not self.root.exists(path):
-            return Health(problem=f"{path} is gone")
+        for member in device.params.get(GROUP_PATHS, path).split("\n"):
+            if not self.root.exists(member):
+                return Health(problem=f"{member} is gone")
         was = device.params.get(DISCOVERED_RDEV)
         if was is None:
             return Health()

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable
+from decimal import Decimal
 from typing import Any
 
-from hostdev_testing.apiserver import rules
+from hostdev_testing.apiserver import quantity, rules
 from hostdev_testing.apiserver.errors import (
     FieldError,
     duplicate,
@@ -297,7 +298,87 @@ def device(path: str, item: dict[str, Any], per_device: bool) -> list[FieldError
 def _capacity(path: str, value: dict[str, Any], multi: bool) -> list[FieldError]:
     if "requestPolicy" in value and not multi:
         return [forbidden(f"{path}.requestPolicy", "allowMultipleAllocations must be true")]
-    return []
+    policy = value.get("requestPolicy")
+    if not isinstance(policy, dict):
+        return []
+    return _request_policy(f"{path}.requestPolicy", policy, quantity.value(value.get("value")))
+
+
+MAX_VALID_VALUES = 10
+
+
+def _request_policy(path: str, policy: dict[str, Any], total: Decimal | None) -> list[FieldError]:
+    """KEP-5075 request policies, as the field documentation of CapacityRequestPolicy and
+    CapacityRequestPolicyRange states them: one of validValues and validRange, a default
+    when either is set, and every bound within the capacity's value."""
+    errors: list[FieldError] = []
+    default = quantity.value(policy.get("default"))
+    valid_range, valid_values = policy.get("validRange"), policy.get("validValues")
+    if valid_range is not None and valid_values is not None:
+        return [forbidden(path, "only one of validValues and validRange may be set")]
+    if (valid_range is not None or valid_values is not None) and default is None:
+        return [required(f"{path}.default", "required when validValues or validRange is set")]
+    if total is None:
+        return errors
+    if default is not None and default > total:
+        errors.append(
+            invalid(f"{path}.default", policy["default"], "must not exceed the capacity value")
+        )
+    if isinstance(valid_values, list):
+        numbers = [quantity.value(v) for v in valid_values]
+        if len(numbers) > MAX_VALID_VALUES:
+            errors.append(too_many(f"{path}.validValues", len(numbers), MAX_VALID_VALUES))
+        known = [n for n in numbers if n is not None]
+        if known != sorted(set(known)):
+            errors.append(invalid(f"{path}.validValues", valid_values, "must be sorted and unique"))
+        if default not in known:
+            errors.append(
+                invalid(f"{path}.default", policy.get("default"), "must be one of validValues")
+            )
+        if known and known[-1] > total:
+            errors.append(
+                invalid(f"{path}.validValues", valid_values, "must not exceed the capacity value")
+            )
+    if isinstance(valid_range, dict):
+        errors += _valid_range(f"{path}.validRange", valid_range, default, total)
+    return errors
+
+
+def _valid_range(
+    path: str, item: dict[str, Any], default: Decimal | None, total: Decimal
+) -> list[FieldError]:
+    errors: list[FieldError] = []
+    low, high = quantity.value(item.get("min")), quantity.value(item.get("max"))
+    step = quantity.value(item.get("step"))
+    if low is None:
+        return errors  # the schema requires min
+    if low < 0 or low > total:
+        errors.append(
+            invalid(f"{path}.min", item["min"], "must be between 0 and the capacity value")
+        )
+    if default is not None and default < low:
+        errors.append(invalid(f"{path}.min", item["min"], "must not exceed the default"))
+    if high is not None:
+        if high > total:
+            errors.append(invalid(f"{path}.max", item["max"], "must not exceed the capacity value"))
+        if high < low or (default is not None and default > high):
+            errors.append(
+                invalid(f"{path}.max", item["max"], "must not be below min or the default")
+            )
+    if step is not None:
+        if step <= 0 or low + step > total:
+            errors.append(
+                invalid(
+                    f"{path}.step", item["step"], "min + step must not exceed the capacity value"
+                )
+            )
+        else:
+            for name, bound in (("max", high), ("default", default)):
+                if bound is not None and bound % step != 0:
+                    errors.append(
+                        invalid(f"{path}.step", item["step"], f"{name} must be a multiple of step")
+                    )
+    return errors
 
 
 def _counter_set(path: str, item: dict[str, Any]) -> list[FieldError]:
