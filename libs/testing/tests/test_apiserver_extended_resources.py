@@ -87,14 +87,14 @@ async def test_device_class_refuses_names_that_are_not_extended_resources(
 
 async def test_extended_resource_name_is_dropped_while_the_gate_is_off() -> None:
     """A cluster without DRAExtendedResource stores the class without the field."""
-    async with ApiServer(
-        schemas_dir=schemas_dir(), feature_gates={EXTENDED_RESOURCE: False}
-    ) as url:
-        async with aiohttp.ClientSession() as http:
-            body = _device_class("kvm", "hostdev.k8s.io/kvm")
-            async with http.post(url + CLASSES, json=body) as response:
-                assert response.status == 201
-                answer = await response.json()
+    async with (
+        ApiServer(schemas_dir=schemas_dir(), feature_gates={EXTENDED_RESOURCE: False}) as url,
+        aiohttp.ClientSession() as http,
+    ):
+        body = _device_class("kvm", "hostdev.k8s.io/kvm")
+        async with http.post(url + CLASSES, json=body) as response:
+            assert response.status == 201
+            answer = await response.json()
     assert "extendedResourceName" not in answer["spec"]
 
 

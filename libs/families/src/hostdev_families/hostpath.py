@@ -107,8 +107,11 @@ class HostPathFamily:
             "type": Attribute(string=spec.type),
             **self._pci_attributes(first),
         }
-        if len(first) <= 64:
-            attributes[ATTR_PATH] = Attribute(string=first)
+        # A group is selected by its first configured entry (`/dev/vfio/*`), which stays
+        # the same whichever nodes match today.
+        selector_path = spec.paths[0] if spec.paths else first
+        if len(selector_path) <= 64:
+            attributes[ATTR_PATH] = Attribute(string=selector_path)
         params = {"path": first, "type": spec.type, **self._rdev(spec, first)}
         if len(host_paths) > 1:
             params[GROUP_PATHS] = "\n".join(host_paths)

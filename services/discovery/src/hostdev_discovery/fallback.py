@@ -59,7 +59,8 @@ class SharedFallback:
             if not device.shareable:
                 published.append(device)
                 continue
-            count = _users(device) or self.copies
+            # No more copies than users the device has, never more than configured.
+            count = min(_users(device) or self.copies, self.copies)
             copies = [copy_name(device.name, i) for i in range(count)]
             why = self._no_copies(device.name, copies, names)
             if why:

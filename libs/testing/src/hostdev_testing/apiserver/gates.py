@@ -66,9 +66,9 @@ class FeatureGates:
 
     def drop_disabled(self, plural: str, new: Obj, old: Obj | None, *, status: bool) -> None:
         """Clear in `new` what a disabled gate guards, as the resource's strategy does."""
-        if plural == "deviceclasses" and not self.enabled(EXTENDED_RESOURCE):
-            if "extendedResourceName" not in ((old or {}).get("spec") or {}):
-                (new.get("spec") or {}).pop("extendedResourceName", None)
+        kept = "extendedResourceName" in ((old or {}).get("spec") or {})
+        if plural == "deviceclasses" and not self.enabled(EXTENDED_RESOURCE) and not kept:
+            (new.get("spec") or {}).pop("extendedResourceName", None)
         if self.enabled(CONSUMABLE_CAPACITY):
             return
         if plural == "resourceslices" and not status:

@@ -210,9 +210,7 @@ def claim_update(new: dict[str, Any], old: dict[str, Any]) -> list[FieldError]:
 def device_class_spec(spec: dict[str, Any]) -> list[FieldError]:
     errors = _selectors("spec.selectors", spec.get("selectors"))
     if "extendedResourceName" in spec:
-        errors += extended_resource_name(
-            "spec.extendedResourceName", spec["extendedResourceName"]
-        )
+        errors += extended_resource_name("spec.extendedResourceName", spec["extendedResourceName"])
     return errors + unique_list("spec.config", spec.get("config"), MAX_CONFIGS, opaque)
 
 
