@@ -4,16 +4,18 @@ device plugin serves the same name."""
 
 from __future__ import annotations
 
+import importlib.resources
 import json
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import kubernetes_validate
+import jsonschema
 import pytest
 import pytest_asyncio
 import yaml
+from referencing import Registry, Resource
 
 from hostdev_testing.apiserver import ApiServer
 from hostdev_testing.apiserver.gates import EXTENDED_RESOURCE
@@ -53,6 +55,21 @@ def _udmabuf_class() -> dict[str, Any]:
             "selectors": [{"cel": {"expression": expression}}],
         },
     }
+
+
+def _pod_schema_errors(pod: dict[str, Any]) -> list[str]:
+    """The Pod checked against Kubernetes 1.36's strict Pod schema (kubernetes-validate's
+    copy of the official OpenAPI), which knows status.extendedResourceClaimStatus."""
+    folder = importlib.resources.files("kubernetes_validate").joinpath(
+        "kubernetes-json-schema", "v1.36.0-local-strict"
+    )
+    definitions = json.loads(folder.joinpath("_definitions.json").read_text())
+    registry: Registry[Any] = Registry().with_resource(
+        definitions["$id"], Resource.from_contents(definitions)
+    )
+    schema = json.loads(folder.joinpath("pod-v1.json").read_text())
+    validator = jsonschema.Draft202012Validator(schema, registry=registry)
+    return [error.message for error in validator.iter_errors(pod)]
 
 
 def _pod(name: str, uid: str, status: dict[str, Any]) -> dict[str, Any]:
@@ -102,7 +119,8 @@ async def test_scheduler_made_claim_for_extended_resources_prepares_like_any_oth
             ),
         ],
     )
-    kubernetes_validate.validate(_pod("desktop", pod_uid, status), "1.36", strict=True)
+    assert _pod_schema_errors(_pod("desktop", pod_uid, status)) == []
+    assert _pod_schema_errors(_pod("desktop", pod_uid, {"resourceClaimName": claim.name}))
     stored = await cluster.call(
         "GET", f"{RESOURCE_API}/namespaces/default/resourceclaims/{claim.name}"
     )
