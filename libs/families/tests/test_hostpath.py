@@ -106,7 +106,9 @@ def test_paths_group_card_and_render_node_into_one_device(tmp_path: Path) -> Non
     assert family.discover() == []
 
 
-def test_paths_globs_collect_every_node_of_a_directory(tmp_path: Path) -> None:
+def test_paths_globs_collect_every_node_of_a_directory_and_stay_healthy_while_one_matches(
+    tmp_path: Path,
+) -> None:
     """`/dev/vfio/*` as one device: the container node and every group node found."""
     host = FakeHost(tmp_path)
     for node in ("/dev/vfio/vfio", "/dev/vfio/12", "/dev/vfio/3"):
@@ -120,6 +122,12 @@ def test_paths_globs_collect_every_node_of_a_directory(tmp_path: Path) -> None:
         "/dev/vfio/3",
         "/dev/vfio/vfio",
     ]
+    # Group nodes come and go as functions move to and from vfio-pci: still healthy.
+    host.remove("/dev/vfio/12")
+    assert family.healthy(device).problem == ""
+    for node in ("/dev/vfio/3", "/dev/vfio/vfio"):
+        host.remove(node)
+    assert family.healthy(device).problem == "/dev/vfio/* is gone"
 
 
 def test_slots_make_a_shared_device_with_a_consumable_capacity(tmp_path: Path) -> None:

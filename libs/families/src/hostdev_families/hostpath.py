@@ -33,7 +33,7 @@ logger = logging.getLogger(__name__)
 
 FAMILY = "hostpath"
 DISCOVERED_RDEV = DISCOVERED + "rdev"
-GROUP_PATHS = "paths"  # param: every host path of a `paths` group, one per line
+GROUP_PATHS = "paths"  # param: the configured paths and globs of a group, one per line
 SLOTS = "slots"  # the consumable capacity of a shared host path with `slots: N`
 
 
@@ -112,9 +112,11 @@ class HostPathFamily:
         selector_path = spec.paths[0] if spec.paths else first
         if len(selector_path) <= 64:
             attributes[ATTR_PATH] = Attribute(string=selector_path)
-        params = {"path": first, "type": spec.type, **self._rdev(spec, first)}
-        if len(host_paths) > 1:
-            params[GROUP_PATHS] = "\n".join(host_paths)
+        # Numbers are compared for a node that stays: not for whatever a glob matched first.
+        stays = not globlib.has_magic(spec.paths[0]) if spec.paths else True
+        params = {"path": first, "type": spec.type, **(self._rdev(spec, first) if stays else {})}
+        if spec.paths:
+            params[GROUP_PATHS] = "\n".join(spec.paths)
         return Device(
             name=name,
             family=FAMILY,
@@ -172,7 +174,9 @@ class HostPathFamily:
     def healthy(self, device: Device) -> Health:
         path = device.params.get("path", "/nonexistent")
         for member in device.params.get(GROUP_PATHS, path).split("\n"):
-            if not self.root.exists(member):
+            # A glob member is there while anything matches: /dev/vfio/<group> nodes come
+            # and go as functions move to vfio-pci, the directory's device stays healthy.
+            if not self._matches(member):
                 return Health(problem=f"{member} is gone")
         was = device.params.get(DISCOVERED_RDEV)
         if was is None:
