@@ -110,19 +110,24 @@ async def test_slots_policy_within_the_capacity_is_accepted(api: ApiServer) -> N
 @pytest.mark.parametrize(
     ("policy", "field"),
     [
-        ({"default": "5", "validRange": {"min": "1"}}, "default"),
+        ({"default": "5", "validRange": {"min": "5"}}, "validRange.min"),
         ({"default": "1", "validRange": {"min": "2"}}, "validRange.min"),
-        ({"default": "1", "validRange": {"min": "1", "max": "8"}}, "validRange.max"),
+        ({"default": "2", "validRange": {"min": "1", "max": "8"}}, "validRange.max"),
+        ({"default": "3", "validRange": {"min": "1", "max": "2"}}, "validRange.max"),
         ({"default": "1", "validRange": {"min": "1", "step": "4"}}, "validRange.step"),
+        ({"default": "2", "validRange": {"min": "1", "step": "2"}}, "validRange.step"),
         ({"validRange": {"min": "1"}}, "default"),
-        ({"default": "3", "validValues": ["1", "2"]}, "default"),
+        ({"default": "3", "validValues": ["1", "2"]}, "validValues"),
+        ({"default": "1", "validValues": ["2", "1"]}, "validValues[1]"),
+        ({"default": "1", "validValues": ["1", "8"]}, "validValues[1]"),
         ({"default": "1", "validValues": ["1"], "validRange": {"min": "1"}}, "requestPolicy"),
     ],
 )
 async def test_request_policies_outside_the_capacity_are_refused(
     api: ApiServer, policy: dict[str, Any], field: str
 ) -> None:
-    """Bounds above the value, a default outside the range or list, or both kinds at once."""
+    """Bounds above the value, a default outside the range or list or off the step, an
+    unsorted list, a missing default, or both kinds at once: 422 naming the field."""
     status, answer = await _send(
         api, "POST", SLICES, _slice({"slots": {"value": "4", "requestPolicy": policy}})
     )

@@ -308,76 +308,95 @@ MAX_VALID_VALUES = 10
 
 
 def _request_policy(path: str, policy: dict[str, Any], total: Decimal | None) -> list[FieldError]:
-    """KEP-5075 request policies, as the field documentation of CapacityRequestPolicy and
-    CapacityRequestPolicyRange states them: one of validValues and validRange, a default
-    when either is set, and every bound within the capacity's value."""
-    errors: list[FieldError] = []
-    default = quantity.value(policy.get("default"))
+    """KEP-5075 request policies as kube-apiserver checks them: one of validValues and
+    validRange, a default when either is set, and their bounds within the capacity."""
     valid_range, valid_values = policy.get("validRange"), policy.get("validValues")
-    if valid_range is not None and valid_values is not None:
-        return [forbidden(path, "only one of validValues and validRange may be set")]
-    if (valid_range is not None or valid_values is not None) and default is None:
-        return [required(f"{path}.default", "required when validValues or validRange is set")]
-    if total is None:
-        return errors
-    if default is not None and default > total:
-        errors.append(
-            invalid(f"{path}.default", policy["default"], "must not exceed the capacity value")
-        )
+    if valid_values and valid_range is not None:
+        detail = 'exactly one policy can be specified, cannot specify "validValues" and "validRange" at the same time'
+        return [forbidden(path, detail)]
+    if not valid_values and valid_range is None:
+        return []
+    kind = "validValues" if valid_values else "validRange"
+    default = quantity.value(policy.get("default"))
+    if "default" not in policy:
+        return [required(f"{path}.default", f"required when {kind} is defined")]
+    if default is None or total is None:
+        return []  # not a quantity: the schema check says so
     if isinstance(valid_values, list):
-        numbers = [quantity.value(v) for v in valid_values]
-        if len(numbers) > MAX_VALID_VALUES:
-            errors.append(too_many(f"{path}.validValues", len(numbers), MAX_VALID_VALUES))
-        known = [n for n in numbers if n is not None]
-        if known != sorted(set(known)):
-            errors.append(invalid(f"{path}.validValues", valid_values, "must be sorted and unique"))
-        if default not in known:
-            errors.append(
-                invalid(f"{path}.default", policy.get("default"), "must be one of validValues")
-            )
-        if known and known[-1] > total:
-            errors.append(
-                invalid(f"{path}.validValues", valid_values, "must not exceed the capacity value")
-            )
+        return _valid_values(f"{path}.validValues", valid_values, default, total)
     if isinstance(valid_range, dict):
-        errors += _valid_range(f"{path}.validRange", valid_range, default, total)
+        return _valid_range(f"{path}.validRange", valid_range, default, total)
+    return []
+
+
+def _valid_values(
+    path: str, items: list[Any], default: Decimal, total: Decimal
+) -> list[FieldError]:
+    if len(items) > MAX_VALID_VALUES:
+        return [too_many(path, len(items), MAX_VALID_VALUES)]
+    numbers = [quantity.value(v) for v in items]
+    errors: list[FieldError] = []
+    for index in range(1, len(numbers)):
+        before, after = numbers[index - 1], numbers[index]
+        if before is not None and after is not None and before > after:
+            errors.append(
+                invalid(
+                    f"{path}[{index}]", items[index], "values must be sorted in ascending order"
+                )
+            )
+    seen: set[Decimal] = set()
+    for index, number in enumerate(numbers):
+        if number is None:
+            continue
+        if number > total:
+            errors.append(
+                invalid(
+                    f"{path}[{index}]",
+                    items[index],
+                    f"option is larger than capacity value: {total}",
+                )
+            )
+        if number in seen:
+            errors.append(duplicate(f"{path}[{index}]", items[index]))
+        seen.add(number)
+    if default not in seen:
+        errors.append(
+            invalid(path, str(default), "default value is not valid according to the requestPolicy")
+        )
     return errors
 
 
 def _valid_range(
-    path: str, item: dict[str, Any], default: Decimal | None, total: Decimal
+    path: str, item: dict[str, Any], default: Decimal, total: Decimal
 ) -> list[FieldError]:
-    errors: list[FieldError] = []
     low, high = quantity.value(item.get("min")), quantity.value(item.get("max"))
     step = quantity.value(item.get("step"))
     if low is None:
-        return errors  # the schema requires min
-    if low < 0 or low > total:
+        return []  # the schema requires min
+    errors: list[FieldError] = []
+    if low > total:
         errors.append(
-            invalid(f"{path}.min", item["min"], "must be between 0 and the capacity value")
+            invalid(f"{path}.min", item["min"], f"min is larger than capacity value: {total}")
         )
-    if default is not None and default < low:
-        errors.append(invalid(f"{path}.min", item["min"], "must not exceed the default"))
+    if default < low:
+        errors.append(invalid(f"{path}.min", str(default), f"default is less than min: {low}"))
     if high is not None:
+        if low > high:
+            errors.append(invalid(f"{path}.max", item["min"], f"min is larger than max: {high}"))
         if high > total:
-            errors.append(invalid(f"{path}.max", item["max"], "must not exceed the capacity value"))
-        if high < low or (default is not None and default > high):
             errors.append(
-                invalid(f"{path}.max", item["max"], "must not be below min or the default")
+                invalid(f"{path}.max", item["max"], f"max is larger than capacity value: {total}")
             )
-    if step is not None:
-        if step <= 0 or low + step > total:
-            errors.append(
-                invalid(
-                    f"{path}.step", item["step"], "min + step must not exceed the capacity value"
-                )
-            )
-        else:
-            for name, bound in (("max", high), ("default", default)):
-                if bound is not None and bound % step != 0:
-                    errors.append(
-                        invalid(f"{path}.step", item["step"], f"{name} must be a multiple of step")
-                    )
+        if default > high:
+            errors.append(invalid(f"{path}.max", str(default), f"default is more than max: {high}"))
+    if step is not None and step > 0:
+        if low + step > total:
+            detail = f"one step {low + step} is larger than capacity value: {total}"
+            errors.append(invalid(f"{path}.step", item["step"], detail))
+        for bound in (default, high):
+            if bound is not None and (bound - low) % step != 0:
+                detail = f"value is not a multiple of a given step ({step}) from ({low})"
+                errors.append(invalid(f"{path}.step", str(bound), detail))
     return errors
 
 
