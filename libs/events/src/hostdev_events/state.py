@@ -32,6 +32,9 @@ class AllocatedDevice(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=T
     also_holds: tuple[str, ...] = ()
     admin_access: bool = False
     share_id: str | None = None
+    # KEP-5075: the device's consumable capacities (totals) and what this share takes.
+    capacity: dict[str, int] = {}
+    consumed: dict[str, int] = {}
 
 
 class HostUndo(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):

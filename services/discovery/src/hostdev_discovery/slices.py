@@ -68,12 +68,29 @@ def device_json(device: Device, taint_effect: str | None = None) -> dict[str, An
         }
     if device.capacity:
         out["capacity"] = {k: {"value": v} for k, v in sorted(device.capacity.items())}
+    if device.consumable and device.shareable:
+        out.setdefault("capacity", {}).update(_consumable(device))
     if device.shareable:
         out["allowMultipleAllocations"] = True
     if device.consumes:
         out["consumesCounters"] = _consumes(device)
     if taint_effect is not None and not device.healthy:
         out["taints"] = [{"key": TAINT_KEY, "effect": taint_effect}]
+    return out
+
+
+def _consumable(device: Device) -> dict[str, Any]:
+    """KEP-5075 capacities: a claim takes `default` unless it asks for more, whole units
+    from `default` up to the total."""
+    out: dict[str, Any] = {}
+    for name, capacity in sorted(device.consumable.items()):
+        valid: dict[str, str] = {"min": str(capacity.default), "max": str(capacity.value)}
+        if capacity.default + 1 <= capacity.value:
+            valid["step"] = "1"  # the API wants min + step within the total
+        out[name] = {
+            "value": str(capacity.value),
+            "requestPolicy": {"default": str(capacity.default), "validRange": valid},
+        }
     return out
 
 

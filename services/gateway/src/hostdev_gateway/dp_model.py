@@ -51,6 +51,13 @@ def _available(spec: ResourceSpec, device: Device, hold: Hold | None) -> bool:
     return not foreign or (hold.shareable and device.shareable)
 
 
+def _shares(spec: ResourceSpec, device: Device) -> int:
+    """How many IDs a shared device gets: `shares`, but no more than the users its
+    consumable capacities allow (`slots: 4`), since each ID takes one when allocated."""
+    users = [c.value // c.default for c in device.consumable.values() if c.default > 0]
+    return min([spec.shares, *users])
+
+
 def offered(
     spec: ResourceSpec,
     devices: Mapping[str, Device],
@@ -75,7 +82,7 @@ def offered(
         )
         health = HEALTHY if usable else UNHEALTHY
         ids = (
-            [slot_id(name, i) for i in range(spec.shares)]
+            [slot_id(name, i) for i in range(_shares(spec, device))]
             if spec.shares > 1 and device.shareable
             else [name]
         )

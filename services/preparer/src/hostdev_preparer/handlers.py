@@ -164,6 +164,7 @@ async def _plan(call: Call, claim: ResourceClaim) -> Checkpoint:
     for result_request, item in allocated:
         device = await inventory_device(call, item.device)
         found_devices.append(device)
+        capacity, consumed = machine.capacity_use(device, item.consumed)
         devices.append(
             msgspec.structs.replace(
                 item,
@@ -171,6 +172,8 @@ async def _plan(call: Call, claim: ResourceClaim) -> Checkpoint:
                 shareable=device.shareable,
                 consumes=device.consumes,
                 also_holds=device.also_holds,
+                capacity=capacity,
+                consumed=consumed,
             )
         )
         if item.admin_access and device.name not in plans:
