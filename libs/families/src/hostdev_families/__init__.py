@@ -13,7 +13,7 @@ from hostdev_families.config import (
     load_config,
 )
 from hostdev_families.netlink import Pyroute2Netlink, VfNetlink, VfSettings
-from hostdev_families.registry import build_families, discover_all
+from hostdev_families.registry import build_families, check_health, discover_all
 
 __all__ = [
     "ConfigError",
@@ -31,6 +31,7 @@ __all__ = [
     "VfNetlink",
     "VfSettings",
     "build_families",
+    "check_health",
     "discover_all",
     "dns_label",
     "load_config",

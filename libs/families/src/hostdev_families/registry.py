@@ -39,3 +39,14 @@ def discover_all(families: dict[str, Family]) -> list[Device]:
         for device in family.discover():
             devices.setdefault(device.name, device)
     return [devices[name] for name in sorted(devices)]
+
+
+def check_health(families: dict[str, Family], device: Device) -> tuple[bool, str]:
+    """Whether a discovered device is usable now, and why not (discovery and the CLI)."""
+    family = families.get(device.family)
+    if family is None:
+        return False, f"family {device.family} is not enabled"
+    try:
+        return (True, "") if family.healthy(device) else (False, "health check failed")
+    except OSError as err:
+        return False, f"health check failed: {err}"

@@ -17,7 +17,7 @@ from hostdev_discovery.inventory import InventoryStore
 from hostdev_discovery.publisher import SlicePublisher
 from hostdev_events import subjects
 from hostdev_events.inventory import Device, HealthChange, HealthChanged
-from hostdev_families import Family, discover_all
+from hostdev_families import Family, check_health, discover_all
 from hostdev_kube import KubeError
 from hostdev_runtime import telemetry
 from hostdev_runtime.clock import Clock
@@ -46,13 +46,7 @@ class Scanner:
     slices_stale: bool = True
 
     def _check(self, device: Device) -> tuple[bool, str]:
-        family = self.families.get(device.family)
-        if family is None:
-            return False, f"family {device.family} is not enabled"
-        try:
-            return (True, "") if family.healthy(device) else (False, "health check failed")
-        except OSError as err:
-            return False, f"health check failed: {err}"
+        return check_health(self.families, device)
 
     def _scan(self) -> tuple[list[Device], list[HealthChange]]:
         discovered = discover_all(self.families)
