@@ -43,7 +43,8 @@ class TestOnTheAcceptanceHost:
         node_config.devices_config.write_text(
             json.dumps(
                 {
-                    "pci": [{"vendor": "144d"}],
+                    # The NVMe shares its IOMMU group with the AHCI controller: opt in.
+                    "pci": [{"vendor": "144d", "wholeGroup": True}],
                     "sriov": [{"pf": "0000:3b:00.0"}],
                     "mdev": [{"parent": "0000:00:02.0", "types": ["i915-GVTg_V5_8"]}],
                     "usb": [{"vendor": "0781"}, {"vendor": "046d"}],

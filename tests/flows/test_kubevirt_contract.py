@@ -19,7 +19,7 @@ from hostdev_testing.services import NodeConfig, Services
 BASE = "/var/run/kubernetes.io/dra-device-attributes"
 SUPPORTED = "metadata.resource.k8s.io/v1alpha1"
 PCI_ADDRESS = re.compile(r"^([\da-fA-F]{4}):([\da-fA-F]{2}):([\da-fA-F]{2})\.([0-7]{1})$")
-CONFIG = {"pci": [{"vendor": "144d"}], "mdev": [{"parent": "0000:00:02.0"}]}
+CONFIG = {"pci": [{"vendor": "144d", "wholeGroup": True}], "mdev": [{"parent": "0000:00:02.0"}]}
 
 
 @pytest.fixture

@@ -39,7 +39,7 @@ async def test_prepare_after_reboot_rewrites_specs_and_rebinds(
     boot_id = short_dir / "boot_id"
     boot_id.write_text("boot-1\n")
     services.extra_env["HOSTDEV_BOOT_ID_FILE"] = str(boot_id)
-    node_config.devices_config.write_text('{"pci": [{"vendor": "144d"}]}')
+    node_config.devices_config.write_text('{"pci": [{"vendor": "144d", "wholeGroup": true}]}')
     await services.start()
     plugin = await kubelet.wait_for_driver(node_config.driver, timeout=10)
     claim = await cluster.allocated_claim(
@@ -82,7 +82,7 @@ async def test_prepare_in_the_same_boot_is_answered_from_the_checkpoint(
     boot_id = short_dir / "boot_id"
     boot_id.write_text("boot-1\n")
     services.extra_env["HOSTDEV_BOOT_ID_FILE"] = str(boot_id)
-    node_config.devices_config.write_text('{"pci": [{"vendor": "144d"}]}')
+    node_config.devices_config.write_text('{"pci": [{"vendor": "144d", "wholeGroup": true}]}')
     await services.start()
     plugin = await kubelet.wait_for_driver(node_config.driver, timeout=10)
     claim = await cluster.allocated_claim(

@@ -20,7 +20,8 @@ VF0 = "vf-0000-3b-02-0"
 V5_4 = "mdev-0000-00-02-0-i915-gvtg-v5-4"
 
 CONFIG: dict[str, Any] = {
-    "pci": [{"vendor": "144d", "device": "a808"}],
+    # The NVMe shares IOMMU group 12 with the AHCI controller: taken whole, by opt-in.
+    "pci": [{"vendor": "144d", "device": "a808", "wholeGroup": True}],
     "sriov": [{"pf": "0000:3b:00.0"}],
     "mdev": [{"parent": "0000:00:02.0"}],
     "usb": [{"vendor": "0781"}, {"vendor": "046d"}],
@@ -79,15 +80,15 @@ async def test_slices_carry_pci_attributes_and_counters_in_their_own_slice(
     assert {s["spec"]["pool"]["resourceSliceCount"] for s in slices} == {len(slices)}
 
 
-async def test_nvme_round_trip_binds_its_whole_group_and_restores_the_tree(
+async def test_opted_in_nvme_moves_its_whole_group_and_unprepare_restores_the_tree(
     services: Services,
     kubelet: KubeletSimulator,
     node_config: NodeConfig,
     cluster: Cluster,
     sample: SampleHost,
 ) -> None:
-    """Prepare moves the NVMe and its group sibling to vfio-pci and hands over /dev/vfio/12;
-    unprepare puts both back so the tree is exactly as before."""
+    """With `wholeGroup`, prepare moves the NVMe and its unselected AHCI sibling to vfio-pci
+    and hands over /dev/vfio/12; unprepare puts both back so the tree is exactly as before."""
     plugin = await _plugin(services, kubelet, node_config)
     before = snapshot(sample.root)
     claim = await cluster.allocated_claim(
@@ -108,7 +109,7 @@ async def test_nvme_round_trip_binds_its_whole_group_and_restores_the_tree(
 async def test_group_sibling_cannot_be_split_from_a_prepared_function(
     services: Services, kubelet: KubeletSimulator, node_config: NodeConfig, cluster: Cluster
 ) -> None:
-    """Two claims never share one IOMMU group: the group is held with the device."""
+    """Two claims never share one IOMMU group: the group's counter is held with the device."""
     CONFIG["pci"].append({"address": "0000:01:00.1"})
     try:
         plugin = await _plugin(services, kubelet, node_config)

@@ -85,6 +85,20 @@ class Device(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     also_holds: tuple[str, ...] = ()
 
 
+class NotOffered(msgspec.Struct, frozen=True, kw_only=True):
+    """A candidate a family saw on the host and does not offer, with the reason why.
+
+    `candidate` names it the way the host does (a PCI address, a USB port, a host path,
+    an mdev parent and type); `code` is short, stable and kebab-case (`iommu-group-shared`,
+    `not-selected`, ...) for tools; `reason` is one sentence for operators.
+    """
+
+    family: str
+    candidate: str
+    reason: str
+    code: str
+
+
 class InventoryChanged(Message, frozen=True, tag="inventory.changed.v1"):
     """Devices of the node were added, changed or removed since the last event."""
 
@@ -102,6 +116,8 @@ class InventorySnapshot(Message, frozen=True, tag="inventory.snapshot.v1"):
 
     node: str
     devices: tuple[Device, ...]
+    # Candidates the last scan left out and why (defaulted: older readers still decode).
+    not_offered: tuple[NotOffered, ...] = ()
 
 
 class HealthChange(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):

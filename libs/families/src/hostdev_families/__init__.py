@@ -1,6 +1,6 @@
-"""Device families behind one Protocol: discover, plan, apply, unprepare, healthy."""
+"""Device families behind one Protocol: survey/discover, plan, apply, unprepare, healthy."""
 
-from hostdev_families.base import Family, FamilyError, HostRefused, dns_label
+from hostdev_families.base import NOT_SELECTED, Family, FamilyError, HostRefused, Survey, dns_label
 from hostdev_families.config import (
     ConfigError,
     DevicesConfig,
@@ -13,9 +13,10 @@ from hostdev_families.config import (
     load_config,
 )
 from hostdev_families.netlink import Pyroute2Netlink, VfNetlink, VfSettings
-from hostdev_families.registry import build_families, check_health, discover_all
+from hostdev_families.registry import build_families, check_health, discover_all, survey_all
 
 __all__ = [
+    "NOT_SELECTED",
     "ConfigError",
     "DevicesConfig",
     "Family",
@@ -27,6 +28,7 @@ __all__ = [
     "Pyroute2Netlink",
     "ResourceSpec",
     "SriovSelector",
+    "Survey",
     "UsbSelector",
     "VfNetlink",
     "VfSettings",
@@ -35,4 +37,5 @@ __all__ = [
     "discover_all",
     "dns_label",
     "load_config",
+    "survey_all",
 ]

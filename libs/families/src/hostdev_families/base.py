@@ -7,7 +7,9 @@ import re
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from hostdev_events.inventory import Device
+import msgspec
+
+from hostdev_events.inventory import Device, NotOffered
 from hostdev_events.state import HostUndo
 
 ATTR_FAMILY = "family"
@@ -30,6 +32,17 @@ class HostRefused(FamilyError):
     """The kernel refused a write (busy device, unknown type); nothing is left half-done."""
 
 
+NOT_SELECTED = "not-selected"
+
+
+class Survey(msgspec.Struct, kw_only=True):
+    """What a family found on the host: the devices it offers, and every other candidate
+    with the reason it is not offered (`not-selected` when no selector matches it)."""
+
+    offered: list[Device] = msgspec.field(default_factory=list)
+    not_offered: list[NotOffered] = msgspec.field(default_factory=list)
+
+
 class Family(Protocol):
     """Discover, prepare, unprepare and check one kind of device, all under one root.
 
@@ -44,7 +57,11 @@ class Family(Protocol):
     blocking: bool
 
     def discover(self) -> list[Device]:
-        """Every device of this family on the node, with stable names."""
+        """Every device of this family on the node, with stable names: `survey().offered`."""
+        ...
+
+    def survey(self) -> Survey:
+        """The devices offered and every candidate not offered, with its reason."""
         ...
 
     def plan(self, device: Device, claim_uid: str, config: Mapping[str, Any]) -> HostUndo:

@@ -35,12 +35,19 @@ class PciSelector(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
     vendor, device: IDs with or without `0x` (`10de`, `0x10de`).
     class:          a class code prefix (`0x0302` matches every 3D controller).
     address:        a PCI address or a glob of them (`0000:3b:*`).
+    wholeGroup:     offer a matching function even when its IOMMU group holds functions no
+                    selector offers, and move those too to vfio-pci while it is claimed (they
+                    go back to their drivers on unprepare). Off by default: a function is
+                    offered only when every other function of its group (bridges aside) is
+                    offered too, so a claim never takes a device nobody asked for (on a real
+                    host that can be the boot disk's controller).
     """
 
     vendor: str | None = None
     device: str | None = None
     class_: str | None = msgspec.field(default=None, name="class")
     address: str | None = None
+    whole_group: bool = False
 
 
 class SriovSelector(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):

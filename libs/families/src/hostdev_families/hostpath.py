@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import glob as globlib
-import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -13,6 +12,7 @@ from hostdev_events.inventory import (
     Device,
     DeviceNodeEdit,
     MountEdit,
+    NotOffered,
 )
 from hostdev_events.state import HostUndo
 from hostdev_families.base import (
@@ -20,13 +20,12 @@ from hostdev_families.base import (
     ATTR_PATH,
     STD_PCI_BUS_ID,
     STD_PCIE_ROOT,
+    Survey,
     check_config,
     dns_label,
 )
 from hostdev_families.config import HostPathSpec
 from hostdev_sysfs import HostRoot, PathEscapesRoot
-
-logger = logging.getLogger(__name__)
 
 FAMILY = "hostpath"
 
@@ -42,24 +41,36 @@ class HostPathFamily:
         self.specs = specs
 
     def discover(self) -> list[Device]:
+        return self.survey().offered
+
+    def survey(self) -> Survey:
         devices: dict[str, Device] = {}
+        not_offered: list[NotOffered] = []
         for spec in self.specs:
-            for host_path in self._matches(spec):
+            try:
+                matches = self._matches(spec)
+            except PathEscapesRoot as err:
+                not_offered.append(_not_offered(spec.path, "path-outside-root", str(err)))
+                continue
+            if not matches:
+                what = "matches nothing" if globlib.has_magic(spec.path) else "does not exist"
+                reason = f"the configured path {spec.path} {what} on this host"
+                not_offered.append(_not_offered(spec.path, "device-node-missing", reason))
+            for host_path in matches:
                 device = self._device(spec, host_path)
                 if device.name in devices:
-                    logger.warning("duplicate device name", extra={"device": device.name})
+                    reason = f"device name {device.name} is already taken by another path"
+                    not_offered.append(_not_offered(host_path, "duplicate-name", reason))
                     continue
                 devices[device.name] = device
-        return sorted(devices.values(), key=lambda d: d.name)
+        return Survey(
+            offered=sorted(devices.values(), key=lambda d: d.name), not_offered=not_offered
+        )
 
     def _matches(self, spec: HostPathSpec) -> list[str]:
-        try:
-            if globlib.has_magic(spec.path):
-                return self.root.glob(spec.path)
-            return [spec.path] if self.root.exists(spec.path) else []
-        except PathEscapesRoot as err:
-            logger.warning("host path rejected", extra={"path": spec.path, "error": str(err)})
-            return []
+        if globlib.has_magic(spec.path):
+            return self.root.glob(spec.path)
+        return [spec.path] if self.root.exists(spec.path) else []
 
     def _device(self, spec: HostPathSpec, host_path: str) -> Device:
         is_glob = globlib.has_magic(spec.path)
@@ -132,3 +143,7 @@ class HostPathFamily:
 
     def healthy(self, device: Device) -> bool:
         return self.root.exists(device.params.get("path", "/nonexistent"))
+
+
+def _not_offered(candidate: str, code: str, reason: str) -> NotOffered:
+    return NotOffered(family=FAMILY, candidate=candidate, reason=reason, code=code)

@@ -18,15 +18,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from hostdev_events.inventory import Attribute, CounterUse, Device
+from hostdev_events.inventory import Attribute, CounterUse, Device, NotOffered
 from hostdev_events.state import HostUndo
 from hostdev_families import pciattrs
 from hostdev_families.base import (
     ATTR_FAMILY,
+    NOT_SELECTED,
     STD_PCI_BUS_ID,
     STD_PCIE_ROOT,
     FamilyError,
     HostRefused,
+    Survey,
     check_config,
     dns_label,
 )
@@ -102,19 +104,33 @@ class MdevFamily:
         return None
 
     def discover(self) -> list[Device]:
+        return self.survey().offered
+
+    def survey(self) -> Survey:
         real = self.root.path(MDEV_BUS)
-        devices: list[Device] = []
+        found = Survey()
         for parent in sorted(os.listdir(real)) if real.is_dir() else []:
             wanted = self._wanted(parent)
             if wanted is None:
+                reason = "no mdev selector of the configuration matches this parent"
+                found.not_offered.append(_not_offered(parent, NOT_SELECTED, reason))
                 continue
-            types = [
-                t
-                for t in _types(self.root, parent)
-                if t.maximum > 0 and (not wanted or t.type_id in wanted or t.name in wanted)
-            ]
-            devices += self._parent_devices(parent, types)
-        return devices
+            types = []
+            for t in _types(self.root, parent):
+                candidate = f"{parent}/{t.type_id}"
+                if wanted and t.type_id not in wanted and t.name not in wanted:
+                    reason = "the mdev selector of this parent does not list this type"
+                    found.not_offered.append(_not_offered(candidate, NOT_SELECTED, reason))
+                elif t.maximum == 0:
+                    reason = "the parent has no instance of this type left"
+                    found.not_offered.append(_not_offered(candidate, "no-mdev-instances", reason))
+                else:
+                    types.append(t)
+            if not types:
+                reason = "the parent offers none of the selected mdev types"
+                found.not_offered.append(_not_offered(parent, "no-mdev-types", reason))
+            found.offered += self._parent_devices(parent, types)
+        return found
 
     def _parent_devices(self, parent: str, types: list[MdevType]) -> list[Device]:
         if not types:
@@ -210,3 +226,7 @@ class MdevFamily:
 
     def healthy(self, device: Device) -> bool:
         return self.root.exists(f"{MDEV_BUS}/{device.params.get('parent', '-')}")
+
+
+def _not_offered(candidate: str, code: str, reason: str) -> NotOffered:
+    return NotOffered(family=FAMILY, candidate=candidate, reason=reason, code=code)

@@ -1,16 +1,24 @@
-"""PCI passthrough: whole functions bound to vfio-pci together with their IOMMU group."""
+"""PCI passthrough: whole functions bound to vfio-pci together with their IOMMU group.
+
+vfio-pci hands a VM a whole IOMMU group or nothing: every endpoint of the group must
+leave its host driver (bridges may stay). So a function is offered only when every
+other endpoint of its group is offered too, unless its selector opts in to taking the
+whole group (`wholeGroup`); prepare checks the group again, since a function can join
+it after discovery, and refuses rather than unbind a device nobody asked for. When
+several functions of one group are offered, each consumes the group's counter set of
+capacity 1, so the scheduler, and then the ledger, gives a group to one claim at a time.
+"""
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from hostdev_events.alloc import group_entry
-from hostdev_events.inventory import Attribute, Device
+from hostdev_events.inventory import Attribute, CounterUse, Device, NotOffered
 from hostdev_events.state import HostUndo
 from hostdev_families import pciattrs, vfio
-from hostdev_families.base import FamilyError, HostRefused, check_config
+from hostdev_families.base import NOT_SELECTED, FamilyError, HostRefused, Survey, check_config
 from hostdev_families.config import PciSelector
 from hostdev_sysfs import (
     HostRoot,
@@ -21,9 +29,15 @@ from hostdev_sysfs import (
     read_function,
 )
 
-logger = logging.getLogger(__name__)
-
 FAMILY = "pci"
+GROUP_SHARED = "iommu-group-shared"
+# One counter set per shared IOMMU group (`iommu-group-12`), one unit: a DNS label each.
+GROUP_COUNTER = "exclusive"
+
+
+class IommuGroupShared(FamilyError):
+    """The device's IOMMU group holds a function nobody offered; binding it would take
+    that function from its host driver."""
 
 
 class PciFamily:
@@ -39,28 +53,72 @@ class PciFamily:
         self.writer = writer
         self.selectors = selectors
 
-    def _selected(self, function: PciFunction) -> bool:
-        return any(
-            pciattrs.matches(
+    def _matching(self, function: PciFunction) -> list[PciSelector]:
+        return [
+            s
+            for s in self.selectors
+            if pciattrs.matches(
                 function, vendor=s.vendor, device=s.device, class_prefix=s.class_, address=s.address
             )
-            for s in self.selectors
+        ]
+
+    def _candidate(self, function: PciFunction) -> bool:
+        """Selected, not a bridge, not a VF (those belong to the SR-IOV family), in a group."""
+        return (
+            not function.is_bridge
+            and function.physfn is None
+            and function.iommu_group is not None
+            and bool(self._matching(function))
         )
 
+    def _whole_group(self, function: PciFunction) -> bool:
+        return any(s.whole_group for s in self._matching(function))
+
     def discover(self) -> list[Device]:
-        devices = []
+        return self.survey().offered
+
+    def survey(self) -> Survey:
+        found = Survey()
+        candidates: list[PciFunction] = []
         for address in list_functions(self.root):
             function = read_function(self.root, address)
-            if function.is_bridge or function.physfn is not None or not self._selected(function):
-                continue  # VFs belong to the SR-IOV family
-            if function.iommu_group is None:
-                logger.warning("no IOMMU group; not offered", extra={"address": address})
-                continue
-            devices.append(self.device(function))
-        return devices
+            if function.is_bridge or function.physfn is not None:
+                continue  # bridges are never offered; VFs belong to the SR-IOV family
+            if not self._matching(function):
+                reason = "no pci selector of the configuration matches it"
+                found.not_offered.append(_not_offered(address, NOT_SELECTED, reason))
+            elif function.iommu_group is None:
+                found.not_offered.append(no_group(self.root, FAMILY, address))
+            else:
+                candidates.append(function)
+        chosen = {f.address for f in candidates}
+        offered: list[PciFunction] = []
+        for function in candidates:
+            assert function.iommu_group is not None
+            others = [
+                m
+                for m in endpoints(self.root, function.iommu_group)
+                if m.address != function.address
+            ]
+            strangers = [m for m in others if m.address not in chosen]
+            if strangers and not self._whole_group(function):
+                found.not_offered.append(
+                    group_shared(FAMILY, function.address, function.iommu_group, strangers)
+                )
+            else:
+                offered.append(function)
+        per_group: dict[int, int] = {}
+        for function in offered:
+            assert function.iommu_group is not None
+            per_group[function.iommu_group] = per_group.get(function.iommu_group, 0) + 1
+        for function in offered:
+            assert function.iommu_group is not None
+            found.offered.append(self.device(function, per_group[function.iommu_group] > 1))
+        return found
 
-    def device(self, function: PciFunction) -> Device:
-        """The inventory entry of one function."""
+    def device(self, function: PciFunction, shared_group: bool = False) -> Device:
+        """The inventory entry of one function; `shared_group` when other offered functions
+        sit in its IOMMU group, which then becomes a counter set the scheduler sees."""
         assert function.iommu_group is not None
         attributes = pciattrs.pci_attributes(FAMILY, function)
         if function.driver:
@@ -71,12 +129,18 @@ class PciFamily:
             attributes=attributes,
             edits=pciattrs.vfio_edits(self.root, function.iommu_group),
             params={"address": function.address, "group": str(function.iommu_group)},
+            consumes=(group_counter(function.iommu_group),) if shared_group else (),
             also_holds=(group_entry(function.iommu_group),),
         )
 
     def plan(self, device: Device, claim_uid: str, config: Mapping[str, Any]) -> HostUndo:
         check_config(device.name, config, None)
-        return plan_group(self.root, FAMILY, device)
+        address = device.params["address"]
+        if not self.root.exists(f"/sys/bus/pci/devices/{address}"):
+            raise FamilyError(device.name, f"PCI function {address} is gone from this host")
+        function = read_function(self.root, address)
+        allowed = None if self._whole_group(function) else self._candidate
+        return plan_group(self.root, FAMILY, device, allowed)
 
     def apply(self, plan: HostUndo) -> HostUndo:
         apply_group(self.root, self.writer, plan)
@@ -89,7 +153,49 @@ class PciFamily:
         return self.root.exists(f"/sys/bus/pci/devices/{device.params.get('address', '-')}")
 
 
-def _members(root: HostRoot, group: int) -> list[PciFunction]:
+def _not_offered(candidate: str, code: str, reason: str) -> NotOffered:
+    return NotOffered(family=FAMILY, candidate=candidate, reason=reason, code=code)
+
+
+def no_group(root: HostRoot, family: str, address: str) -> NotOffered:
+    """Why a function without an IOMMU group cannot go to vfio-pci."""
+    iommu = root.path("/sys/class/iommu")
+    if not iommu.is_dir() or not any(iommu.iterdir()):
+        return NotOffered(
+            family=family,
+            candidate=address,
+            code="iommu-off",
+            reason="the IOMMU is off on this host (boot with intel_iommu=on or amd_iommu=on)",
+        )
+    return NotOffered(
+        family=family,
+        candidate=address,
+        code="no-iommu-group",
+        reason="the kernel put this function in no IOMMU group, so vfio-pci cannot take it",
+    )
+
+
+def group_counter(group: int) -> CounterUse:
+    """The share of its IOMMU group an offered function takes: all of it."""
+    return CounterUse(counter_set=group_entry(group), counter=GROUP_COUNTER, value=1, capacity=1)
+
+
+def group_shared(family: str, address: str, group: int, strangers: list[PciFunction]) -> NotOffered:
+    """Why a function is not offered: its group holds functions no selector offers."""
+    return NotOffered(
+        family=family,
+        candidate=address,
+        code=GROUP_SHARED,
+        reason=f"IOMMU group {group} also holds {_describe(strangers)}, which this driver does "
+        "not offer; select those too, or set wholeGroup: true to take the whole group",
+    )
+
+
+def _describe(functions: list[PciFunction]) -> str:
+    return ", ".join(f"{f.address} ({f.driver or 'no driver'})" for f in functions)
+
+
+def endpoints(root: HostRoot, group: int) -> list[PciFunction]:
     """PCI functions of a group that must leave their host driver (bridges stay)."""
     found = []
     for member in group_members(root, group):
@@ -100,10 +206,30 @@ def _members(root: HostRoot, group: int) -> list[PciFunction]:
     return found
 
 
-def plan_group(root: HostRoot, family: str, device: Device) -> HostUndo:
-    """Record every group member's driver and override before anything moves."""
+def plan_group(
+    root: HostRoot,
+    family: str,
+    device: Device,
+    allowed: Callable[[PciFunction], bool] | None,
+) -> HostUndo:
+    """Record every group member's driver and override before anything moves.
+
+    `allowed` says which other functions of the group may move with the device (those
+    offered); None lets every one move (the selector's `wholeGroup`). A function that
+    joined the group since discovery and is not allowed makes it refuse.
+    """
     group = int(device.params["group"])
-    members = _members(root, group)
+    members = endpoints(root, group)
+    address = device.params["address"]
+    if allowed is not None:
+        strangers = [m for m in members if m.address != address and not allowed(m)]
+        if strangers:
+            raise IommuGroupShared(
+                device.name,
+                f"IOMMU group {group} now also holds {_describe(strangers)}, which this "
+                "driver does not offer; refusing to take it from its driver (select it "
+                "too, or set wholeGroup: true)",
+            )
     data = {"group": str(group), "members": ",".join(m.address for m in members)}
     for member in members:
         data[f"driver/{member.address}"] = member.driver or ""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from hostdev_events.inventory import Device
-from hostdev_families.base import Family
+from hostdev_families.base import Family, Survey
 from hostdev_families.config import DevicesConfig
 from hostdev_families.hostpath import HostPathFamily
 from hostdev_families.mdev import MdevFamily
@@ -32,13 +32,25 @@ def build_families(
     return {f.name: f for f in families}
 
 
-def discover_all(families: dict[str, Family]) -> list[Device]:
-    """The inventory: every family's devices, sorted by name; a name seen twice is dropped."""
+def survey_all(families: dict[str, Family]) -> Survey:
+    """The inventory: every family's devices, sorted by name (a name seen twice is
+    dropped), and every candidate not offered, by family and candidate."""
     devices: dict[str, Device] = {}
+    not_offered = []
     for family in families.values():
-        for device in family.discover():
+        found = family.survey()
+        for device in found.offered:
             devices.setdefault(device.name, device)
-    return [devices[name] for name in sorted(devices)]
+        not_offered += found.not_offered
+    return Survey(
+        offered=[devices[name] for name in sorted(devices)],
+        not_offered=sorted(not_offered, key=lambda n: (n.family, n.candidate, n.code)),
+    )
+
+
+def discover_all(families: dict[str, Family]) -> list[Device]:
+    """The devices of `survey_all`."""
+    return survey_all(families).offered
 
 
 def check_health(families: dict[str, Family], device: Device) -> tuple[bool, str]:

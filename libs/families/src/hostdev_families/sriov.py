@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
+import msgspec
+
 from hostdev_events.alloc import group_entry
-from hostdev_events.inventory import Attribute, ContainerEdits, Device, NetDeviceEdit
+from hostdev_events.inventory import (
+    Attribute,
+    ContainerEdits,
+    Device,
+    NetDeviceEdit,
+    NotOffered,
+)
 from hostdev_events.state import HostUndo
 from hostdev_families import pci, pciattrs, vfio
-from hostdev_families.base import FamilyError, HostRefused, check_config
+from hostdev_families.base import NOT_SELECTED, FamilyError, HostRefused, Survey, check_config
 from hostdev_families.config import SriovSelector
 from hostdev_families.netlink import VfNetlink, VfSettings
 from hostdev_sysfs import HostRoot, PciFunction, SysfsWriter, list_functions, read_function
@@ -50,18 +59,52 @@ class SriovFamily:
         return None
 
     def discover(self) -> list[Device]:
-        devices = []
+        return self.survey().offered
+
+    def survey(self) -> Survey:
+        found = Survey()
         for address in list_functions(self.root):
             function = read_function(self.root, address)
-            if not function.virtfns:
+            if function.physfn is not None or function.is_bridge:
                 continue
+            capable = bool(function.total_vfs or function.virtfns)
             selector = self._selector(function)
-            if selector is not None:
-                devices += [
-                    self._vf(function, index, vf, selector.mode)
-                    for index, vf in enumerate(function.virtfns)
-                ]
-        return devices
+            problem = _pf_problem(capable, selector, function)
+            if problem is not None:
+                if problem[0] != NOT_SELECTED or capable:  # only PFs are SR-IOV candidates
+                    found.not_offered.append(
+                        NotOffered(
+                            family=FAMILY, candidate=address, code=problem[0], reason=problem[1]
+                        )
+                    )
+                continue
+            assert selector is not None
+            for index, vf in enumerate(function.virtfns):
+                shared = self._group_strangers(vf) if selector.mode == "vfio" else None
+                if shared:
+                    found.not_offered.append(pci.group_shared(FAMILY, vf, *shared))
+                else:
+                    found.offered.append(self._vf(function, index, vf, selector.mode))
+        found.offered = _count_shared_groups(found.offered)
+        return found
+
+    def _offered_vf(self, function: PciFunction) -> bool:
+        """A VF of a selected PF: it may move to vfio-pci with a VF of its IOMMU group."""
+        return function.physfn is not None and (
+            self._selector(read_function(self.root, function.physfn)) is not None
+        )
+
+    def _group_strangers(self, address: str) -> tuple[int, list[PciFunction]] | None:
+        """The VF's group and the functions in it that are not offered VFs, if any."""
+        group = read_function(self.root, address).iommu_group
+        if group is None:
+            return None
+        strangers = [
+            m
+            for m in pci.endpoints(self.root, group)
+            if m.address != address and not self._offered_vf(m)
+        ]
+        return (group, strangers) if strangers else None
 
     def _link_type(self, pf: PciFunction) -> str:
         if not pf.netdevs:
@@ -114,7 +157,7 @@ class SriovFamily:
         if mode == "vfio":
             if "group" not in device.params:
                 raise FamilyError(device.name, "no IOMMU group: vfio mode is impossible")
-            base = pci.plan_group(self.root, FAMILY, device)
+            base = pci.plan_group(self.root, FAMILY, device, self._offered_vf)
         else:
             function = read_function(self.root, device.params["address"])
             base = HostUndo(
@@ -205,6 +248,30 @@ class SriovFamily:
 
     def healthy(self, device: Device) -> bool:
         return self.root.exists(f"/sys/bus/pci/devices/{device.params.get('address', '-')}")
+
+
+def _count_shared_groups(devices: list[Device]) -> list[Device]:
+    """VFs sharing an IOMMU group consume its counter set, as PCI functions do."""
+    groups = Counter(d.params["group"] for d in devices if "group" in d.params)
+    return [
+        msgspec.structs.replace(d, consumes=(pci.group_counter(int(d.params["group"])),))
+        if groups[d.params.get("group", "")] > 1
+        else d
+        for d in devices
+    ]
+
+
+def _pf_problem(
+    capable: bool, selector: SriovSelector | None, pf: PciFunction
+) -> tuple[str, str] | None:
+    """Why a function's VFs are not offered (code, reason), or None when they are."""
+    if selector is None:
+        return NOT_SELECTED, "no sriov selector of the configuration matches this PF"
+    if not capable:
+        return "not-sriov-capable", "a sriov selector matches it but it has no SR-IOV capability"
+    if not pf.virtfns:
+        return "no-vfs", "SR-IOV capable but no VFs are enabled (write sriov_numvfs)"
+    return None
 
 
 def _settings(device: str, config: Mapping[str, Any]) -> VfSettings:

@@ -7,9 +7,15 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
-from hostdev_events.inventory import Attribute, ContainerEdits, Device, DeviceNodeEdit
+from hostdev_events.inventory import (
+    Attribute,
+    ContainerEdits,
+    Device,
+    DeviceNodeEdit,
+    NotOffered,
+)
 from hostdev_events.state import HostUndo
-from hostdev_families.base import ATTR_FAMILY, check_config, dns_label
+from hostdev_families.base import ATTR_FAMILY, NOT_SELECTED, Survey, check_config, dns_label
 from hostdev_families.config import UsbSelector
 from hostdev_sysfs import HostRoot, UsbDevice, list_usb
 
@@ -36,11 +42,27 @@ class UsbFamily:
         )
 
     def discover(self) -> list[Device]:
-        found = [u for u in list_usb(self.root) if self._selected(u)]
+        return self.survey().offered
+
+    def survey(self) -> Survey:
+        found, skipped = [], []
+        for usb in list_usb(self.root):
+            if self._selected(usb):
+                found.append(usb)
+            else:
+                skipped.append(
+                    NotOffered(
+                        family=FAMILY,
+                        candidate=usb.port,
+                        code=NOT_SELECTED,
+                        reason=f"no usb selector matches {usb.vendor}:{usb.product}",
+                    )
+                )
         # A serial names a device wherever it is plugged in; identical devices without
         # one (or with a serial shared by several) are told apart by their port.
         serials = Counter((u.vendor, u.product, u.serial) for u in found if u.serial)
-        return [self._device(u, serials[(u.vendor, u.product, u.serial)] == 1) for u in found]
+        offered = [self._device(u, serials[(u.vendor, u.product, u.serial)] == 1) for u in found]
+        return Survey(offered=offered, not_offered=skipped)
 
     def _device(self, usb: UsbDevice, by_serial: bool) -> Device:
         suffix = usb.serial if by_serial else f"port-{usb.port}"

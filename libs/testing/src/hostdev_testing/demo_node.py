@@ -24,7 +24,9 @@ SELECTION: dict[str, Any] = {
         {"path": "/dev/udmabuf", "name": "udmabuf"},
         {"path": "/tmp/.X11-unix", "name": "x11", "type": "mount", "shared": True},
     ],
-    "pci": [{"class": "0x0108"}],
+    # The NVMe shares its IOMMU group with an AHCI controller no one selects: the demo
+    # opts in to moving the whole group (a real host would rather select both or neither).
+    "pci": [{"class": "0x0108", "wholeGroup": True}],
     "sriov": [{"pf": "0000:3b:00.0"}],
     "mdev": [{"parent": "0000:00:02.0"}],
     "usb": [{"vendor": "0781"}, {"vendor": "046d"}],

@@ -12,6 +12,7 @@ from hostdev_bus import NatsKv
 from hostdev_discovery.handlers import on_get_inventory
 from hostdev_discovery.health import HealthTracker
 from hostdev_discovery.inventory import InventoryStore
+from hostdev_discovery.not_offered import NotOfferedLog
 from hostdev_discovery.publisher import SlicePublisher
 from hostdev_discovery.scanner import Scanner
 from hostdev_discovery.settings import Settings
@@ -47,6 +48,7 @@ def app(settings: Settings) -> App:
             taint = settings.taint_effect if settings.taint_unhealthy else None
             publisher = SlicePublisher(kube, node, settings.driver_name, taint)
         wake = asyncio.Event()
+        not_offered = NotOfferedLog()
         scanner = Scanner(
             families=families,
             store=store,
@@ -58,6 +60,7 @@ def app(settings: Settings) -> App:
             node=node,
             clock=SystemClock(),
             metrics=DeviceMetrics(ctx.metrics.registry),
+            not_offered=not_offered,
         )
         # The first scan finishes before the service reports ready, so the inventory
         # and the slices exist by then; later scans run in the background.
@@ -66,7 +69,9 @@ def app(settings: Settings) -> App:
             ctx.spawn(publisher.watch(wake, ctx.stopping))
         return (
             Route(
-                subjects.inventory_get(node), GetInventory, partial(on_get_inventory, store=store)
+                subjects.inventory_get(node),
+                GetInventory,
+                partial(on_get_inventory, store=store, not_offered=not_offered),
             ),
         )
 

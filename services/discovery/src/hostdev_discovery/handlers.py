@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 from hostdev_discovery.inventory import InventoryStore
+from hostdev_discovery.not_offered import NotOfferedLog
 from hostdev_events.inventory import GetInventory, InventorySnapshot
 
 
-async def on_get_inventory(msg: GetInventory, store: InventoryStore) -> InventorySnapshot:
-    """Every device as last published."""
-    return InventorySnapshot(node=store.node, devices=tuple(store.devices))
+async def on_get_inventory(
+    msg: GetInventory, store: InventoryStore, not_offered: NotOfferedLog
+) -> InventorySnapshot:
+    """Every device as last published, and what the last scan left out and why."""
+    return InventorySnapshot(
+        node=store.node, devices=tuple(store.devices), not_offered=not_offered.current
+    )

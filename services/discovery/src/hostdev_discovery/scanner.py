@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import msgspec
 from opentelemetry import trace
@@ -14,10 +14,11 @@ from opentelemetry import trace
 from hostdev_bus import Bus
 from hostdev_discovery.health import HealthTracker
 from hostdev_discovery.inventory import InventoryStore
+from hostdev_discovery.not_offered import NotOfferedLog
 from hostdev_discovery.publisher import SlicePublisher
 from hostdev_events import subjects
 from hostdev_events.inventory import Device, HealthChange, HealthChanged
-from hostdev_families import Family, check_health, discover_all
+from hostdev_families import Family, check_health, survey_all
 from hostdev_kube import KubeError
 from hostdev_runtime import telemetry
 from hostdev_runtime.clock import Clock
@@ -43,14 +44,16 @@ class Scanner:
     node: str
     clock: Clock
     metrics: DeviceMetrics
+    not_offered: NotOfferedLog = field(default_factory=NotOfferedLog)
     slices_stale: bool = True
 
     def _check(self, device: Device) -> tuple[bool, str]:
         return check_health(self.families, device)
 
     def _scan(self) -> tuple[list[Device], list[HealthChange]]:
-        discovered = discover_all(self.families)
-        return self.health.update(self.clock.monotonic(), discovered, self._check)
+        survey = survey_all(self.families)
+        self.not_offered.update(survey.not_offered)
+        return self.health.update(self.clock.monotonic(), survey.offered, self._check)
 
     async def scan_once(self) -> list[Device]:
         """One pass: discover, check health, write the inventory, publish slices if needed."""
