@@ -136,7 +136,12 @@ async def test_unprepare_by_uid_works_when_the_claim_is_gone_from_the_api(
     claim = await cluster.allocated_claim("default", "gone", [Allocated("dev", "udmabuf")])
     assert (await hostdev("prepare", "default/gone", *_gateway_flags(node_config))).code == 0
     await cluster.call("DELETE", "/apis/resource.k8s.io/v1/namespaces/default/resourceclaims/gone")
-    flags: list[str | Path] = ["--plugins-dir", node_config.plugins_dir, "--driver", node_config.driver]
+    flags: list[str | Path] = [
+        "--plugins-dir",
+        node_config.plugins_dir,
+        "--driver",
+        node_config.driver,
+    ]
     ran = await hostdev("unprepare", "default/gone", "--uid", claim.uid, *flags)
     assert ran.code == 0, ran.err
     assert _specs(node_config) == []

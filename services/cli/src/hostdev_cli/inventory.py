@@ -7,11 +7,11 @@ from typing import Any
 
 import msgspec
 
-from hostdev_cli.host import Host
+from hostdev_cli.host import SURVEY_ALL, Host
 from hostdev_cli.output import table
-from hostdev_cli.reasons import NotOffered, iommu_groups, not_offered
-from hostdev_events.inventory import Attribute, Device
-from hostdev_families import check_health, discover_all
+from hostdev_cli.reasons import host_reasons, iommu_groups
+from hostdev_events.inventory import Attribute, Device, NotOffered
+from hostdev_families import check_health, survey_all
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,9 +26,10 @@ class Inventory:
 
 
 def scan(host: Host) -> Inventory:
-    """Discover with the service's families, check each device's health once, add reasons."""
+    """Survey with the service's families, check each device's health once."""
+    survey = survey_all(host.families)
     devices = []
-    for device in discover_all(host.families):
+    for device in survey.offered:
         healthy, message = check_health(host.families, device)
         devices.append(msgspec.structs.replace(device, healthy=healthy, health_message=message))
     return Inventory(
@@ -36,8 +37,18 @@ def scan(host: Host) -> Inventory:
         config=host.config_source,
         iommu_groups=iommu_groups(host.root),
         devices=devices,
-        not_offered=not_offered(host.root, host.config, devices),
+        not_offered=[n for n in survey.not_offered if _worth_saying(host, n)]
+        + host_reasons(host.root, host.config),
     )
+
+
+# With the built-in selection every function "matches" the SR-IOV selector; a function
+# without SR-IOV is then simply no SR-IOV candidate, not something the operator chose.
+_NOISE_OF_SURVEY_ALL = frozenset({"not-sriov-capable"})
+
+
+def _worth_saying(host: Host, entry: NotOffered) -> bool:
+    return host.config is not SURVEY_ALL or entry.code not in _NOISE_OF_SURVEY_ALL
 
 
 def to_data(inventory: Inventory) -> dict[str, Any]:
