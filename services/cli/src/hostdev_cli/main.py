@@ -12,12 +12,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from hostdev_cli import checkpoints, doctor, gateway, inventory
+from hostdev_cli import checkpoints, doctor, gateway, inventory, simulation
 from hostdev_cli.errors import BAD_INPUT, FAILED, InputError, OperationFailed
 from hostdev_cli.host import check_root, load_selection, open_host
 from hostdev_cli.natsconn import connected, js_domain, nats_url, redacted
 from hostdev_cli.output import Format, dump, dump_all
 from hostdev_cli.slicegen import build_slices, driver_name, node_name
+from hostdev_events.inventory import Device
 
 Handler = Callable[[argparse.Namespace, TextIO], Coroutine[Any, Any, int]]
 
@@ -45,6 +46,29 @@ async def _slices(args: argparse.Namespace, out: TextIO) -> int:
     bodies = build_slices(scanned.devices, node_name(args.node), driver_name(args.driver))
     print(dump(bodies, "json") if args.json else dump_all(bodies), file=out)
     return 0
+
+
+async def _simulate(args: argparse.Namespace, out: TextIO) -> int:
+    node = node_name(args.node)
+    driver = driver_name(args.driver)
+    claims = simulation.read_documents(args.claims)
+
+    def build(devices: list[Device]) -> list[dict[str, Any]]:
+        return simulation.named(build_slices(devices, node, driver))
+
+    if args.inventory is not None:
+        slices = simulation.slices_from_file(args.inventory, build)
+    else:
+        slices = build(inventory.scan(open_host(_root(args), args.config)).devices)
+    given = claims + (simulation.read_documents(args.classes) if args.classes else [])
+    defaults = simulation.merge_classes(simulation.default_classes(), given)
+    outcomes = simulation.run(args.claims, given, defaults, slices, node)
+    fmt = _fmt(args)
+    if fmt == "table":
+        print(simulation.render(outcomes), file=out)
+    else:
+        print(dump(simulation.to_data(outcomes), fmt), file=out)
+    return 0 if simulation.satisfied(outcomes) else FAILED
 
 
 async def _claims(args: argparse.Namespace, out: TextIO) -> int:
@@ -174,6 +198,30 @@ def parser() -> argparse.ArgumentParser:
     _node_flags(sub)
     sub.add_argument("--json", action="store_true", help="a JSON list instead of YAML documents")
     sub.set_defaults(handler=_slices, yaml=False)
+
+    sub = subs.add_parser(
+        "simulate", help="would these claims be satisfied here, and with which devices?"
+    )
+    sub.add_argument(
+        "--claims",
+        type=Path,
+        required=True,
+        help="YAML: ResourceClaims, ResourceClaimTemplates, Pods (and classes, namespaces, nodes)",
+    )
+    source = sub.add_mutually_exclusive_group()
+    source.add_argument(
+        "--inventory",
+        type=Path,
+        help="`hostdev inventory --json` output or ResourceSlices YAML, instead of scanning a root",
+    )
+    source.add_argument("--root", help="scan this root ($HOSTDEV_HOST_ROOT, default /)")
+    sub.add_argument("--config", type=Path, help="device selection file, with --root")
+    sub.add_argument(
+        "--classes", type=Path, help="DeviceClasses YAML (default: the driver's own classes)"
+    )
+    _node_flags(sub)
+    _output_flags(sub)
+    sub.set_defaults(handler=_simulate)
 
     sub = subs.add_parser("claims", help="the node's claim checkpoints")
     sub.add_argument("--root", help="for the current boot ID ($HOSTDEV_HOST_ROOT, default /)")
