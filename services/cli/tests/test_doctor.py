@@ -43,6 +43,13 @@ def _lines(out: str) -> dict[str, str]:
     return found
 
 
+def _host_paths_only(directory: Path) -> Path:
+    """A selection without VFIO devices: the IOMMU and vfio-pci checks only warn."""
+    selection = directory / "devices.yaml"
+    selection.write_text("hostPaths: [{path: /dev/kvm, name: kvm, shared: true}]\n")
+    return selection
+
+
 def _closed_port_url() -> str:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -96,8 +103,7 @@ async def test_iommu_is_only_a_warning_when_the_selection_has_no_vfio_devices(
 ) -> None:
     """A host-paths-only node does not need the IOMMU: warn, and the node is ready."""
     _ready(vm.root)
-    selection = tmp_path / "devices.yaml"
-    selection.write_text("hostPaths: [{path: /dev/kvm, name: kvm, shared: true}]\n")
+    selection = _host_paths_only(tmp_path)
     ran = await hostdev(
         "doctor", "--root", vm.root, "--config", selection, "--nats", nats_url, "--node", "vm-1"
     )
@@ -116,48 +122,46 @@ async def test_iommu_is_only_a_warning_when_the_selection_has_no_vfio_devices(
     ],
 )
 async def test_containerd_cdi_setting_by_config_version(
-    demo: tuple[SampleHost, Path], nats_url: str, config: str, status: str
+    vm: SmallVm, nats_url: str, tmp_path: Path, config: str, status: str
 ) -> None:
     """containerd 1.7 needs enable_cdi = true; 2.x has it on; a broken file is a failure."""
-    sample, selection = demo
-    _ready(sample.root, containerd=config)
+    _ready(vm.root, containerd=config)
     ran = await hostdev(
         "doctor",
         "--root",
-        sample.root,
+        vm.root,
         "--config",
-        selection,
+        _host_paths_only(tmp_path),
         "--nats",
         nats_url,
         "--node",
-        "n-1",
+        "vm-1",
         "--json",
     )
     (check,) = [c for c in ran.json() if c["check"] == "runtime cdi"]
     assert check["status"] == status
+    assert ran.code == (0 if status == "ok" else 1)
     if config == CONTAINERD_17_OFF:
         assert "add enable_cdi = true" in check["detail"]
-        assert ran.code == 1
 
 
 async def test_crio_node_passes_the_runtime_check(
-    demo: tuple[SampleHost, Path], nats_url: str
+    vm: SmallVm, nats_url: str, tmp_path: Path
 ) -> None:
     """CRI-O always has CDI on."""
-    sample, selection = demo
-    _ready(sample.root)
-    (sample.root / "etc/containerd/config.toml").unlink()
-    (sample.root / "etc/crio/crio.conf.d").mkdir(parents=True)
+    _ready(vm.root)
+    (vm.root / "etc/containerd/config.toml").unlink()
+    (vm.root / "etc/crio/crio.conf.d").mkdir(parents=True)
     ran = await hostdev(
         "doctor",
         "--root",
-        sample.root,
+        vm.root,
         "--config",
-        selection,
+        _host_paths_only(tmp_path),
         "--nats",
         nats_url,
         "--node",
-        "n-1",
+        "vm-1",
         "--json",
     )
     (check,) = [c for c in ran.json() if c["check"] == "runtime cdi"]
@@ -166,6 +170,7 @@ async def test_crio_node_passes_the_runtime_check(
         "status": "ok",
         "detail": "CRI-O: CDI is always on (1.23 and later)",
     }
+    assert ran.code == 0
 
 
 async def test_doctor_never_prints_the_nats_password(vm: SmallVm) -> None:
@@ -174,3 +179,39 @@ async def test_doctor_never_prints_the_nats_password(vm: SmallVm) -> None:
     ran = await hostdev("doctor", "--root", vm.root, "--nats", url, "--node", "vm-1")
     assert "s3cret" not in ran.out + ran.err
     assert "discovery:***@127.0.0.1" in ran.out
+
+
+async def test_checkpoints_fail_when_the_bucket_cannot_be_read(
+    demo: tuple[SampleHost, Path], nats_url: str
+) -> None:
+    """NATS answers but no JetStream serves that domain: the checkpoints line says what to fix."""
+    sample, selection = demo
+    _ready(sample.root)
+    ran = await hostdev(
+        "doctor",
+        "--root",
+        sample.root,
+        "--config",
+        selection,
+        "--nats",
+        nats_url,
+        "--js-domain",
+        "no-such-domain",
+        "--node",
+        "n-1",
+        "--json",
+    )
+    assert ran.code == 1
+    checks = {c["check"]: c for c in ran.json()}
+    assert checks["nats"]["status"] == "ok"
+    assert checks["checkpoints"]["status"] == "FAIL"
+    assert checks["checkpoints"]["detail"].startswith("cannot open hostdev-checkpoints: ")
+
+
+async def test_a_node_name_kubernetes_would_refuse_is_exit_2(vm: SmallVm) -> None:
+    """The services refuse such a name; so does the command, before doing anything."""
+    ran = await hostdev("doctor", "--root", vm.root, "--node", "Bad_Name")
+    assert (ran.code, ran.err) == (
+        2,
+        "hostdev doctor: 'Bad_Name' is not a valid Kubernetes node name; give one with --node\n",
+    )

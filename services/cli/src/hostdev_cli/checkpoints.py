@@ -7,8 +7,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
+import nats.errors
 import nats.js.errors
 
+from hostdev_cli.errors import OperationFailed
 from hostdev_cli.natsconn import connected
 from hostdev_cli.output import table
 from hostdev_events import subjects
@@ -46,6 +48,9 @@ async def read_checkpoints(url: str, domain: str, node: str) -> list[Recorded]:
             kv = await js.key_value(subjects.CHECKPOINT_BUCKET)
         except nats.js.errors.BucketNotFoundError:
             return []
+        except (nats.errors.Error, TimeoutError) as err:
+            # No JetStream in that domain, or a user without rights to the bucket.
+            raise OperationFailed(f"cannot open {subjects.CHECKPOINT_BUCKET}: {err}") from err
         watcher = await kv.watch(f"{prefix}>", ignore_deletes=True)
         try:
             async for entry in watcher:

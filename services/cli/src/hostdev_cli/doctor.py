@@ -204,8 +204,17 @@ def nats_check(url: str, error: str | None) -> Check:
     return Check("nats", Status.OK, f"connected to {url}")
 
 
-def boot_check(root: HostRoot, records: Sequence[Recorded] | None) -> Check:
+def boot_check(
+    root: HostRoot, records: Sequence[Recorded] | None, unread: str | None = None
+) -> Check:
     """Checkpoints against this boot: earlier boots' claims are redone by the next prepare."""
+    if unread is not None:
+        return Check(
+            "checkpoints",
+            Status.FAIL,
+            f"{unread}: use a NATS user that may read the bucket, and the leaf's JetStream "
+            "domain (--js-domain)",
+        )
     boot_id = current_boot_id(root)
     if not boot_id:
         return Check(

@@ -120,16 +120,20 @@ async def _doctor(args: argparse.Namespace, out: TextIO) -> int:
     needed = doctor.needs_vfio(load_selection(args.config)[0])
     paths = doctor.Paths.from_env()
     url = nats_url(args.nats)
+    node = node_name(args.node)
     records: list[checkpoints.Recorded] | None = None
     error: str | None = None
+    unread: str | None = None
     try:
         async with connected(url):
             pass
-        records = await checkpoints.read_checkpoints(
-            url, js_domain(args.js_domain), node_name(args.node)
-        )
     except OperationFailed as err:
         error = str(err)
+    if error is None:
+        try:
+            records = await checkpoints.read_checkpoints(url, js_domain(args.js_domain), node)
+        except OperationFailed as err:
+            unread = str(err)
     checks = [
         doctor.iommu(root, needed),
         doctor.vfio_pci(root, needed),
@@ -137,7 +141,7 @@ async def _doctor(args: argparse.Namespace, out: TextIO) -> int:
         doctor.runtime_cdi(root),
         doctor.nats_check(redacted(url), error),
         doctor.kubelet_dirs(root, paths, driver_name(args.driver)),
-        doctor.boot_check(root, records),
+        doctor.boot_check(root, records, unread),
     ]
     fmt = _fmt(args)
     if fmt == "table":

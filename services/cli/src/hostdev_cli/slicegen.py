@@ -7,6 +7,8 @@ import socket
 from collections.abc import Sequence
 from typing import Any
 
+from hostdev_cli.errors import InputError
+from hostdev_events import subjects
 from hostdev_events.inventory import Device
 from hostdev_families.slices import Pool, plan
 
@@ -15,7 +17,14 @@ DEFAULT_DRIVER = "hostdev.k8s.io"
 
 def node_name(given: str | None) -> str:
     """--node, else $NODE_NAME (as the services read it), else this machine's host name."""
-    return given or os.environ.get("NODE_NAME") or socket.gethostname().lower()
+    name = given or os.environ.get("NODE_NAME") or socket.gethostname().lower()
+    try:
+        subjects.node_token(name)  # the services refuse the same names
+    except subjects.InvalidName as err:
+        raise InputError(
+            f"{name!r} is not a valid Kubernetes node name; give one with --node"
+        ) from err
+    return name
 
 
 def driver_name(given: str | None) -> str:
