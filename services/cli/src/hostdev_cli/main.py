@@ -12,13 +12,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from hostdev_cli import checkpoints, doctor, gateway, inventory, simulation
+from hostdev_cli import inventory
 from hostdev_cli.errors import BAD_INPUT, FAILED, InputError, OperationFailed
 from hostdev_cli.host import check_root, load_selection, open_host
-from hostdev_cli.natsconn import connected, js_domain, nats_url, redacted
 from hostdev_cli.output import Format, dump, dump_all
 from hostdev_cli.slicegen import build_slices, driver_name, node_name
 from hostdev_events.inventory import Device
+
+# The sub-commands that need NATS, gRPC, the API client or the CEL runtime import them when
+# they run: `hostdev inventory` then starts in a fraction of the time.
 
 Handler = Callable[[argparse.Namespace, TextIO], Coroutine[Any, Any, int]]
 
@@ -49,6 +51,8 @@ async def _slices(args: argparse.Namespace, out: TextIO) -> int:
 
 
 async def _simulate(args: argparse.Namespace, out: TextIO) -> int:
+    from hostdev_cli import simulation
+
     node = node_name(args.node)
     driver = driver_name(args.driver)
     claims = simulation.read_documents(args.claims)
@@ -72,6 +76,9 @@ async def _simulate(args: argparse.Namespace, out: TextIO) -> int:
 
 
 async def _claims(args: argparse.Namespace, out: TextIO) -> int:
+    from hostdev_cli import checkpoints
+    from hostdev_cli.natsconn import js_domain, nats_url
+
     node = node_name(args.node)
     records = await checkpoints.read_checkpoints(
         nats_url(args.nats), js_domain(args.js_domain), node
@@ -87,6 +94,8 @@ async def _claims(args: argparse.Namespace, out: TextIO) -> int:
 
 
 async def _operate(args: argparse.Namespace, out: TextIO, *, unprepare: bool) -> int:
+    from hostdev_cli import gateway
+
     claim = gateway.parse_claim(args.claim)
     if args.uid:
         claim = gateway.ClaimName(claim.namespace, claim.name, args.uid)
@@ -116,6 +125,9 @@ async def _unprepare(args: argparse.Namespace, out: TextIO) -> int:
 
 
 async def _doctor(args: argparse.Namespace, out: TextIO) -> int:
+    from hostdev_cli import checkpoints, doctor
+    from hostdev_cli.natsconn import connected, js_domain, nats_url, redacted
+
     root = check_root(_root(args))
     needed = doctor.needs_vfio(load_selection(args.config)[0])
     paths = doctor.Paths.from_env()
