@@ -60,3 +60,9 @@ demo *args:
 [group('run')]
 bench *args:
     {{py}} bench/run.py {{args}}
+
+# The hostdev command (inventory, slices, claims, prepare, unprepare, doctor).
+[group('run')]
+[positional-arguments]
+hostdev *args:
+    .venv/bin/hostdev "$@"

@@ -24,10 +24,10 @@ from hostdev_discovery.health import HealthTracker
 from hostdev_discovery.inventory import InventoryStore
 from hostdev_discovery.publisher import SlicePublisher
 from hostdev_discovery.scanner import Scanner
-from hostdev_discovery.slices import SlicePlan
 from hostdev_events import subjects
 from hostdev_events.inventory import Device, InventoryChanged
 from hostdev_families import Pyroute2Netlink, build_families
+from hostdev_families.slices import SlicePlan
 from hostdev_kube import Kube
 from hostdev_runtime.clock import SystemClock
 from hostdev_runtime.metrics import DeviceMetrics

@@ -22,7 +22,7 @@ from hostdev_families.base import (
     dns_label,
 )
 from hostdev_families.netlink import Pyroute2Netlink, VfNetlink, VfSettings
-from hostdev_families.registry import build_families, discover_all, survey_all
+from hostdev_families.registry import build_families, check_health, discover_all, survey_all
 
 __all__ = [
     "DISCOVERED",
@@ -44,6 +44,7 @@ __all__ = [
     "VfNetlink",
     "VfSettings",
     "build_families",
+    "check_health",
     "discover_all",
     "dns_label",
     "load_config",

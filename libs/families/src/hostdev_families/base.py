@@ -25,6 +25,10 @@ DISCOVERED = "discovered."
 _NOT_LABEL = re.compile(r"[^a-z0-9]+")
 
 
+# The problem text of a health check the host did not answer (an unreadable sysfs file).
+CHECK_FAILED = "health check failed"
+
+
 class FamilyError(Exception):
     """A family could not do what was asked; `device` names the device."""
 

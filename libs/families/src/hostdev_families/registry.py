@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from hostdev_devconfig import DevicesConfig
 from hostdev_events.inventory import Device
-from hostdev_families.base import Family, Survey
+from hostdev_families.base import CHECK_FAILED, Family, Health, Survey
 from hostdev_families.hostpath import HostPathFamily
 from hostdev_families.mdev import MdevFamily
 from hostdev_families.netlink import VfNetlink
@@ -51,3 +51,14 @@ def survey_all(families: dict[str, Family]) -> Survey:
 def discover_all(families: dict[str, Family]) -> list[Device]:
     """The devices of `survey_all`."""
     return survey_all(families).offered
+
+
+def check_health(families: dict[str, Family], device: Device) -> Health:
+    """What one health check of a discovered device finds (discovery and the CLI)."""
+    family = families.get(device.family)
+    if family is None:
+        return Health(problem=f"family {device.family} is not enabled")
+    try:
+        return family.healthy(device)
+    except OSError as err:
+        return Health(problem=f"{CHECK_FAILED}: {err}")

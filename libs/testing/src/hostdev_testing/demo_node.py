@@ -73,3 +73,21 @@ def build(root: Path) -> SampleHost:
     extra.device_node("/dev/udmabuf")
     extra.directory("/tmp/.X11-unix")
     return sample
+
+
+def main() -> None:
+    """Write the demo host to DIR/root and its selection to DIR/devices.yaml, to look at it
+    with `hostdev inventory --root DIR/root --config DIR/devices.yaml`."""
+    import argparse
+    import json
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("dir", type=Path)
+    target: Path = parser.parse_args().dir
+    build(target / "root")
+    (target / "devices.yaml").write_text(json.dumps(SELECTION, indent=2) + "\n")
+    print(f"{target}/root and {target}/devices.yaml written")
+
+
+if __name__ == "__main__":
+    main()

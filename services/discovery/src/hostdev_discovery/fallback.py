@@ -25,9 +25,9 @@ from typing import Any
 
 import msgspec
 
-from hostdev_discovery.slices import Pool, body
 from hostdev_events.copies import copies_fit, copy_name
 from hostdev_events.inventory import Device
+from hostdev_families.slices import Pool, body
 from hostdev_kube import Kube, KubeError, SliceObject
 from hostdev_runtime.metrics import SharedFallbackMetrics
 

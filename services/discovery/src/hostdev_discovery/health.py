@@ -23,7 +23,6 @@ from hostdev_events.inventory import Device, HealthChange
 from hostdev_families import DISCOVERED, Health
 
 GONE = "device is gone from the host"
-CHECK_FAILED = "health check failed"
 
 
 @dataclass(slots=True)

@@ -11,8 +11,8 @@ from opentelemetry import trace
 
 from hostdev_discovery.fallback import SharedFallback
 from hostdev_discovery.inventory import bounded
-from hostdev_discovery.slices import Existing, Pool, SlicePlan, plan
 from hostdev_events.inventory import Device
+from hostdev_families.slices import Existing, Pool, SlicePlan, plan
 from hostdev_kube import Conflict, Kube, KubeError, NotFound, SliceObject
 
 logger = logging.getLogger(__name__)

@@ -12,13 +12,13 @@ import msgspec
 from opentelemetry import trace
 
 from hostdev_bus import Bus
-from hostdev_discovery.health import CHECK_FAILED, HealthTracker
+from hostdev_discovery.health import HealthTracker
 from hostdev_discovery.inventory import InventoryStore
 from hostdev_discovery.not_offered import NotOfferedLog
 from hostdev_discovery.publisher import SlicePublisher
 from hostdev_events import subjects
 from hostdev_events.inventory import Device, HealthChange, HealthChanged
-from hostdev_families import Family, Health, survey_all
+from hostdev_families import Family, Health, check_health, survey_all
 from hostdev_kube import KubeError
 from hostdev_runtime import telemetry
 from hostdev_runtime.clock import Clock
@@ -48,13 +48,7 @@ class Scanner:
     slices_stale: bool = True
 
     def _check(self, device: Device) -> Health:
-        family = self.families.get(device.family)
-        if family is None:
-            return Health(problem=f"family {device.family} is not enabled")
-        try:
-            return family.healthy(device)
-        except OSError as err:
-            return Health(problem=f"{CHECK_FAILED}: {err}")
+        return check_health(self.families, device)
 
     def _scan(self) -> tuple[list[Device], list[HealthChange]]:
         survey = survey_all(self.families)

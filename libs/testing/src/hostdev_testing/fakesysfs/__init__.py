@@ -8,7 +8,14 @@ unbinds and creates mdevs in it, `snapshot` pictures it for before/after compari
 from hostdev_testing.fakesysfs.attributes import vf_bdfs
 from hostdev_testing.fakesysfs.builder import FakeSysfs, MdevType
 from hostdev_testing.fakesysfs.kernel import FakeKernel
-from hostdev_testing.fakesysfs.samples import NumaHost, SampleHost, acceptance_host, two_numa_host
+from hostdev_testing.fakesysfs.samples import (
+    NumaHost,
+    SampleHost,
+    SmallVm,
+    acceptance_host,
+    small_vm,
+    two_numa_host,
+)
 from hostdev_testing.fakesysfs.tree import snapshot
 
 __all__ = [
@@ -17,7 +24,9 @@ __all__ = [
     "MdevType",
     "NumaHost",
     "SampleHost",
+    "SmallVm",
     "acceptance_host",
+    "small_vm",
     "snapshot",
     "two_numa_host",
     "vf_bdfs",

@@ -287,3 +287,62 @@ def two_numa_host(root: Path) -> NumaHost:
         numa1=("0000:81:00.0", "0000:82:00.0"),
         groups={bdf: spec[2] for bdf, spec in layout.items()},
     )
+
+
+@dataclass(frozen=True)
+class SmallVm:
+    """A small cloud VM: a handful of virtio functions, no IOMMU, no NUMA, no USB, no GPU."""
+
+    root: Path
+    sysfs: FakeSysfs
+    bridges: tuple[str, ...]
+    virtio: tuple[str, ...]
+    dev_nodes: tuple[str, ...]
+    boot_id: str
+
+
+# QEMU's i440FX machine: host bridge, ISA bridge, then one virtio function per slot.
+_VM_BRIDGES = {
+    "0000:00:00.0": (0x8086, 0x1237, 0x060000),  # 440FX host bridge
+    "0000:00:01.0": (0x8086, 0x7000, 0x060100),  # PIIX3 ISA bridge
+}
+_VM_VIRTIO = {
+    "0000:00:02.0": (0x1000, 0x020000),  # virtio-net
+    "0000:00:03.0": (0x1001, 0x010000),  # virtio-blk
+    "0000:00:04.0": (0x1002, 0x00FF00),  # virtio-balloon
+    "0000:00:05.0": (0x1005, 0x00FF00),  # virtio-rng
+}
+VIRTIO_VENDOR = 0x1AF4
+
+
+def small_vm(root: Path) -> SmallVm:
+    """The VM a newcomer tries the driver on: no IOMMU groups, numa_node -1 on every function,
+    no /sys/bus/usb, and only /dev/kvm (nested virtualisation) and /dev/net/tun."""
+    sysfs = FakeSysfs(root)
+    for bdf, (vendor, device, class_code) in _VM_BRIDGES.items():
+        sysfs.pci(bdf, vendor=vendor, device=device, class_code=class_code, iommu_group=None)
+    for bdf, (device, class_code) in _VM_VIRTIO.items():
+        sysfs.pci(
+            bdf,
+            vendor=VIRTIO_VENDOR,
+            device=device,
+            class_code=class_code,
+            iommu_group=None,
+            driver="virtio-pci",
+            subsystem_device=0x0001,
+        )
+    nodes = ("/dev/kvm", "/dev/net/tun")
+    for node in nodes:
+        sysfs.device_node(node)
+    boot_id = "5f1c2a9e-3b7d-4c1e-9a2f-0d6b8e4c7a13"
+    boot_file = sysfs.root / "proc/sys/kernel/random/boot_id"
+    boot_file.parent.mkdir(parents=True, exist_ok=True)
+    boot_file.write_text(boot_id + "\n")
+    return SmallVm(
+        root=sysfs.root,
+        sysfs=sysfs,
+        bridges=tuple(_VM_BRIDGES),
+        virtio=tuple(_VM_VIRTIO),
+        dev_nodes=nodes,
+        boot_id=boot_id,
+    )

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from hostdev_discovery.slices import MAX_DEVICES, Existing, Pool, device_json, plan
 from hostdev_events.inventory import Attribute, Device
+from hostdev_families.slices import MAX_DEVICES, Existing, Pool, device_json, plan
 
 POOL = Pool(node="node-1", driver="hostdev.k8s.io", node_uid="uid-1")
 
