@@ -152,7 +152,9 @@ def install_and_import(package: Package, uv: str) -> tuple[str, float, str | Non
         if done.returncode != 0:
             return package.name, time.monotonic() - started, done.stderr.decode()
         python = Path(scratch) / "venv" / "bin" / "python"
-        app = f"{package.module}.app"
+        # A service's entry is its app; the hostdev command's is its main.
+        entry = "app" if (package.src / "app.py").exists() else "main"
+        app = f"{package.module}.{entry}"
         done = subprocess.run(
             [str(python), "-c", f"import {app}"], env=env, capture_output=True, cwd=scratch
         )
