@@ -4,9 +4,7 @@ from hostdev_families.base import (
     DISCOVERED,
     NOT_SELECTED,
     Family,
-    FamilyError,
     Health,
-    HostRefused,
     Survey,
     dns_label,
 )
@@ -21,6 +19,7 @@ from hostdev_families.config import (
     UsbSelector,
     load_config,
 )
+from hostdev_families.errors import FamilyError, HostRefused
 from hostdev_families.netlink import Pyroute2Netlink, VfNetlink, VfSettings
 from hostdev_families.registry import build_families, discover_all, survey_all
 

@@ -12,6 +12,7 @@ import msgspec
 
 from hostdev_events.inventory import Device, NotOffered
 from hostdev_events.state import HostUndo
+from hostdev_families.errors import FamilyError
 
 ATTR_FAMILY = "family"
 ATTR_PATH = "path"
@@ -23,18 +24,6 @@ STD_PCIE_ROOT = "resource.kubernetes.io/pcieRoot"
 DISCOVERED = "discovered."
 
 _NOT_LABEL = re.compile(r"[^a-z0-9]+")
-
-
-class FamilyError(Exception):
-    """A family could not do what was asked; `device` names the device."""
-
-    def __init__(self, device: str, message: str) -> None:
-        super().__init__(f"{device}: {message}")
-        self.device = device
-
-
-class HostRefused(FamilyError):
-    """The kernel refused a write (busy device, unknown type); nothing is left half-done."""
 
 
 @dataclass(frozen=True, slots=True)

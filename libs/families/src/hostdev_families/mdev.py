@@ -26,14 +26,13 @@ from hostdev_families.base import (
     NOT_SELECTED,
     STD_PCI_BUS_ID,
     STD_PCIE_ROOT,
-    FamilyError,
     Health,
-    HostRefused,
     Survey,
     check_config,
     dns_label,
 )
 from hostdev_families.config import MdevSelector
+from hostdev_families.errors import FamilyError, HostRefused
 from hostdev_sysfs import HostRoot, SysfsWriter, read_function
 
 FAMILY = "mdev"

@@ -20,13 +20,12 @@ from hostdev_events.state import HostUndo
 from hostdev_families import pciattrs, vfio
 from hostdev_families.base import (
     NOT_SELECTED,
-    FamilyError,
     Health,
-    HostRefused,
     Survey,
     check_config,
 )
 from hostdev_families.config import PciSelector
+from hostdev_families.errors import FamilyError, HostRefused
 from hostdev_families.pcihealth import discovered_driver, function_health
 from hostdev_sysfs import (
     HostRoot,

@@ -21,13 +21,12 @@ from hostdev_events.state import HostUndo
 from hostdev_families import pci, pciattrs, vfio
 from hostdev_families.base import (
     NOT_SELECTED,
-    FamilyError,
     Health,
-    HostRefused,
     Survey,
     check_config,
 )
 from hostdev_families.config import SriovSelector
+from hostdev_families.errors import FamilyError, HostRefused
 from hostdev_families.netlink import VfNetlink, VfSettings
 from hostdev_families.pcihealth import discovered_driver, vf_health
 from hostdev_sysfs import HostRoot, PciFunction, SysfsWriter, list_functions, read_function

@@ -21,12 +21,12 @@ from hostdev_events.dp import (
     ReleaseAllocations,
 )
 from hostdev_events.state import AllocatedDevice, Checkpoint, ClaimStep
+from hostdev_preparer.errors import failed
 from hostdev_preparer.flow import (
     Call,
     Deps,
     complete,
     current,
-    failure,
     inventory_device,
     run_family,
     undo,
@@ -58,7 +58,8 @@ async def on_allocate(msg: AllocateDevices, deps: Deps) -> DevicesAllocated:
     if errors:
         await asyncio.gather(*(_release(c) for _, c in calls))
         detail = "; ".join(
-            f"{a.id}: {failure(c, e) if isinstance(e, Exception) else e}" for a, c, e in errors
+            f"{a.id}: {failed('allocate', c.claim.uid, e)[1] if isinstance(e, Exception) else e}"
+            for a, c, e in errors
         )
         raise HandlerError(ErrorCode.CONFLICT, f"{msg.resource}: {detail}")
     prepared = tuple(r for r in results if isinstance(r, DpPrepared))
@@ -135,7 +136,7 @@ async def _release(call: Call) -> str:
                 await undo(call, *found)
             return ""
         except Exception as err:
-            return failure(call, err)
+            return failed("release", call.claim.uid, err)[1]
 
 
 async def on_release(msg: ReleaseAllocations, deps: Deps) -> AllocationsReleased:
