@@ -8,7 +8,8 @@ import msgspec
 import pytest
 
 from hostdev_events.inventory import ContainerEdits, DeviceNodeEdit, MountEdit
-from hostdev_events.state import AllocatedDevice, HostUndo
+from hostdev_events.plans import AnyPlan, HostPathPlan, SriovPlan
+from hostdev_events.state import AllocatedDevice
 from hostdev_kube import ResourceClaim
 from hostdev_preparer import cdispec, reply, selection
 from hostdev_preparer.errors import ClaimRejected
@@ -57,23 +58,21 @@ def test_claims_that_cannot_be_prepared_here_are_rejected(
 
 def test_claim_spec_has_one_cdi_device_per_device_and_minimal_version() -> None:
     """Device nodes and mounts become CDI edits; the spec declares the lowest version it needs."""
-    undo = (
-        HostUndo(
+    plans = (
+        HostPathPlan(
             device="kvm",
-            family="hostpath",
             edits=ContainerEdits(
                 device_nodes=(DeviceNodeEdit(path="/dev/kvm", host_path="/r/dev/kvm"),)
             ),
         ),
-        HostUndo(
+        HostPathPlan(
             device="x11",
-            family="hostpath",
             edits=ContainerEdits(
                 mounts=(MountEdit(host_path="/r/x", container_path="/x", read_only=True),)
             ),
         ),
     )
-    spec = cdispec.claim_spec(DRIVER, "1b2c", undo)
+    spec = cdispec.claim_spec(DRIVER, "1b2c", plans)
     assert spec is not None
     assert spec.cdi_version == "0.5.0"
     assert [d.name for d in spec.devices] == ["1b2c-kvm", "1b2c-x11"]
@@ -88,23 +87,22 @@ def test_outcome_lists_cdi_ids_only_for_devices_with_edits() -> None:
         AllocatedDevice(request="r", pool="n1", device="kvm"),
         AllocatedDevice(request="r", pool="n1", device="none"),
     ]
-    undo = (
-        HostUndo(
+    plans = (
+        HostPathPlan(
             device="kvm",
-            family="hostpath",
             edits=ContainerEdits(
                 device_nodes=(DeviceNodeEdit(path="/dev/kvm", host_path="/dev/kvm"),)
             ),
         ),
-        HostUndo(device="none", family="hostpath"),
+        HostPathPlan(device="none"),
     )
-    result = reply.outcome(DRIVER, "u", devices, cdispec.claim_spec(DRIVER, "u", undo))
+    result = reply.outcome(DRIVER, "u", devices, cdispec.claim_spec(DRIVER, "u", plans))
     assert [d.cdi_device_ids for d in result.devices] == [("k8s.hostdev.k8s.io/device=u-kvm",), ()]
 
 
 def test_claim_without_edits_writes_no_spec() -> None:
     """Nothing to inject means no spec file at all."""
-    assert cdispec.claim_spec(DRIVER, "u", (HostUndo(device="d", family="f"),)) is None
+    assert cdispec.claim_spec(DRIVER, "u", (HostPathPlan(device="d"),)) is None
 
 
 def _configured(results: list[dict[str, str]], config: list[dict[str, Any]]) -> ResourceClaim:
@@ -208,17 +206,19 @@ def test_other_drivers_config_and_results_are_ignored() -> None:
     assert selection.request_configs(claim, DRIVER) == {"vf/netdev": {}}
 
 
-def _vf_plan(device: str, mode: str, interface: str) -> HostUndo:
-    return HostUndo(device=device, family="sriov", data={"mode": mode, "interface": interface})
+def _vf_plan(device: str, mode: str, interface: str) -> SriovPlan:
+    return SriovPlan(
+        device=device, mode=mode, address="", pf="", pf_ifname="", vf_index=0, interface=interface
+    )
 
 
 def test_two_interfaces_of_one_claim_with_one_name_are_refused() -> None:
     """Two netdevice VFs asked to be one name in the container fail the claim naming both;
     a vfio VF's unused name and other families never count."""
-    plans = [
+    plans: list[AnyPlan] = [
         _vf_plan("vf-a", "netdevice", "net1"),
         _vf_plan("vf-b", "vfio", "net1"),
-        HostUndo(device="kvm", family="hostpath", data={"interface": "net1"}),
+        HostPathPlan(device="kvm"),
     ]
     selection.check_interface_names(plans)
     with pytest.raises(ClaimRejected, match="vf-a and vf-c would both be interface 'net1'"):

@@ -24,7 +24,8 @@ from hostdev_cdi import (
 )
 from hostdev_events.cdi import RequestMetadata
 from hostdev_events.inventory import ContainerEdits
-from hostdev_events.state import Checkpoint, HostUndo
+from hostdev_events.plans import AnyPlan
+from hostdev_events.state import Checkpoint
 
 
 def spec_kind(driver: str) -> str:
@@ -55,13 +56,13 @@ def _cdi_edits(edits: ContainerEdits) -> CdiEdits:
     )
 
 
-def claim_spec(driver: str, claim_uid: str, undo: Sequence[HostUndo]) -> Spec | None:
+def claim_spec(driver: str, claim_uid: str, plans: Sequence[AnyPlan]) -> Spec | None:
     """The claim's CDI spec, one CDI device per device with edits; None when nothing to inject."""
     devices = tuple(
         CdiDevice(
             name=names.claim_device_name(claim_uid, u.device), container_edits=_cdi_edits(u.edits)
         )
-        for u in undo
+        for u in plans
         if u.edits.device_nodes or u.edits.mounts or u.edits.env or u.edits.net_devices
     )
     if not devices:
@@ -78,7 +79,7 @@ def encoded_specs(spec: Spec | None) -> tuple[bytes, ...]:
 def metadata_items(
     driver: str,
     checkpoint: Checkpoint,
-    applied: Sequence[HostUndo],
+    applied: Sequence[AnyPlan],
     families: frozenset[str] | None = None,
 ) -> tuple[RequestMetadata, ...]:
     """One KEP-5304 metadata file per request with a device of `families` (None: all):

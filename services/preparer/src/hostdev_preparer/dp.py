@@ -108,7 +108,7 @@ async def allocate_held(allocation: DpAllocation, call: Call) -> DpPrepared:
                 also_holds=device.also_holds,
             ),
         ),
-        undo=(plan,),
+        plans=(plan,),
     )
     revision = await call.deps.checkpoints.create(call.key, checkpoint)
     done = await complete(call, checkpoint, revision, metadata=False)
@@ -116,7 +116,7 @@ async def allocate_held(allocation: DpAllocation, call: Call) -> DpPrepared:
 
 
 def _prepared(allocation: DpAllocation, checkpoint: Checkpoint) -> DpPrepared:
-    (applied,) = checkpoint.undo
+    (applied,) = checkpoint.plans
     ids = checkpoint.outcome.devices[0].cdi_device_ids if checkpoint.outcome else ()
     return DpPrepared(
         id=allocation.id,

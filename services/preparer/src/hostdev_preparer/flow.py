@@ -32,7 +32,8 @@ from hostdev_events.cdi import (
 )
 from hostdev_events.claims import ClaimRef
 from hostdev_events.inventory import Device
-from hostdev_events.state import Checkpoint, ClaimStep, HostUndo
+from hostdev_events.plans import AnyPlan
+from hostdev_events.state import Checkpoint, ClaimStep
 from hostdev_families import Family
 from hostdev_kube import ResourceClaim
 from hostdev_preparer import cdispec, machine, reply
@@ -144,11 +145,11 @@ async def complete(
     uid = call.claim.uid
     with_metadata = metadata
     try:
-        if all(p.final_edits for p in checkpoint.undo):
+        if all(p.final_edits for p in checkpoint.plans):
             # Both must have finished before a rollback: a write still under way would put
             # back the spec the rollback removed.
             writing, reserving = await asyncio.gather(
-                _write_specs(call, checkpoint, list(checkpoint.undo), with_metadata),
+                _write_specs(call, checkpoint, list(checkpoint.plans), with_metadata),
                 _reserve_and_apply(call, checkpoint),
                 return_exceptions=True,
             )
@@ -167,7 +168,7 @@ async def complete(
         done = msgspec.structs.replace(
             checkpoint,
             step=_after(checkpoint.step, machine.Event.COMPLETED),
-            undo=tuple(applied),
+            plans=tuple(applied),
             outcome=result,
             boot_id=call.deps.boot_id,
         )
@@ -182,7 +183,7 @@ async def complete(
     return done
 
 
-async def _reserve_and_apply(call: Call, checkpoint: Checkpoint) -> list[HostUndo]:
+async def _reserve_and_apply(call: Call, checkpoint: Checkpoint) -> list[AnyPlan]:
     with tracer.start_as_current_span("reserve devices"):
         await call.deps.bus.request(
             subjects.alloc_reserve(call.deps.node),
@@ -191,7 +192,7 @@ async def _reserve_and_apply(call: Call, checkpoint: Checkpoint) -> list[HostUnd
             call.hop(),
         )
     applied = []
-    for plan in checkpoint.undo:
+    for plan in checkpoint.plans:
         if plan.observe_only:
             applied.append(plan)
             continue
@@ -204,7 +205,7 @@ async def _reserve_and_apply(call: Call, checkpoint: Checkpoint) -> list[HostUnd
 
 
 async def _write_specs(
-    call: Call, checkpoint: Checkpoint, plans: list[HostUndo], with_metadata: bool
+    call: Call, checkpoint: Checkpoint, plans: list[AnyPlan], with_metadata: bool
 ) -> tuple[Spec | None, tuple[RequestMetadata, ...]]:
     deps = call.deps
     spec = cdispec.claim_spec(deps.driver, call.claim.uid, plans)
@@ -257,7 +258,7 @@ async def undo(call: Call, checkpoint: Checkpoint, revision: int) -> None:
     if checkpoint.step != undoing:
         checkpoint = msgspec.structs.replace(checkpoint, step=undoing)
         revision = await deps.checkpoints.update(call.key, checkpoint, last=revision)
-    acted = [p for p in checkpoint.undo if not p.observe_only]
+    acted = [p for p in checkpoint.plans if not p.observe_only]
     families = [call.family(p.family) for p in acted]
     if any(f.blocking for f in families):
         # Host actions first undone, then the devices released: nobody may get a device

@@ -22,7 +22,8 @@ from hostdev_events.claims import (
     UnprepareClaims,
     UnprepareClaimsReply,
 )
-from hostdev_events.state import AllocatedDevice, Checkpoint, ClaimStep, HostUndo
+from hostdev_events.plans import AnyPlan, ObservedPlan
+from hostdev_events.state import AllocatedDevice, Checkpoint, ClaimStep
 from hostdev_kube import NotFound, ResourceClaim
 from hostdev_preparer import machine, selection, status
 from hostdev_preparer.errors import ClaimRejected, failed
@@ -131,7 +132,7 @@ async def _outcome(call: Call, checkpoint: Checkpoint, revision: int) -> ClaimOu
     new = status.entries(
         call.deps.driver,
         call.deps.node,
-        done.undo,
+        done.plans,
         datetime.datetime.fromtimestamp(call.deps.clock.now(), datetime.UTC),
         generation=done.claim_generation,
     )
@@ -168,7 +169,7 @@ async def _plan(call: Call, claim: ResourceClaim) -> Checkpoint:
     allocated = selection.our_results(claim, call.claim.uid, call.deps.driver, call.deps.node)
     configs = selection.request_configs(claim, call.deps.driver)
     devices: list[AllocatedDevice] = []
-    plans: dict[str, HostUndo] = {}
+    plans: dict[str, AnyPlan] = {}
     for result_request, item in allocated:
         device = await inventory_device(call, item.device)
         devices.append(
@@ -181,12 +182,11 @@ async def _plan(call: Call, claim: ResourceClaim) -> Checkpoint:
             )
         )
         if item.admin_access and device.name not in plans:
-            plans[device.name] = HostUndo(
+            plans[device.name] = ObservedPlan(
                 device=device.name,
-                family=device.family,
+                of=device.family,
                 edits=device.edits,
                 attributes=device.attributes,
-                observe_only=True,
             )
         elif not item.admin_access and (
             device.name not in plans or plans[device.name].observe_only
@@ -203,7 +203,7 @@ async def _plan(call: Call, claim: ResourceClaim) -> Checkpoint:
         claim_generation=claim.metadata.generation,
         pod_claim_name=claim.metadata.annotations.get(selection.POD_CLAIM_NAME_ANNOTATION, ""),
         devices=tuple(devices),
-        undo=tuple(plans.values()),
+        plans=tuple(plans.values()),
     )
 
 
@@ -221,7 +221,7 @@ async def _unprepare_one(call: Call) -> str:
                         assert found is not None
                         families = {d.family for d in recorded.devices}
                         await undo(call, recorded, found[1])
-                        if any(p.edits.net_devices for p in recorded.undo):
+                        if any(p.edits.net_devices for p in recorded.plans):
                             devices = {d.device for d in recorded.devices}
                             await status.write(
                                 call.deps.claims, call.claim, call.deps.driver, devices, []

@@ -11,7 +11,8 @@ from typing import Any
 
 import msgspec
 
-from hostdev_events.state import AllocatedDevice, HostUndo
+from hostdev_events.plans import AnyPlan
+from hostdev_events.state import AllocatedDevice
 from hostdev_families import sriov
 from hostdev_kube import ResourceClaim
 from hostdev_preparer.errors import ClaimRejected
@@ -101,7 +102,7 @@ def request_configs(claim: ResourceClaim, driver: str) -> dict[str, dict[str, An
     return merged
 
 
-def check_interface_names(plans: Iterable[HostUndo]) -> None:
+def check_interface_names(plans: Iterable[AnyPlan]) -> None:
     """Refuse a claim whose network interfaces would share a name in the container: the
     runtime could move only one of them, after every host action was done. The defaults
     never collide; a name set in config for a request with several VFs would."""
