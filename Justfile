@@ -41,9 +41,15 @@ proto-check:
 test *args:
     {{py}} -m pytest -q {{args}}
 
-# Everything CI runs: lint, proto-check and the tests.
+# Each package declares what it imports; each service installs from uv.lock alone and imports.
 [group('check')]
-ci: lint proto-check test
+packages:
+    {{py}} scripts/check_packages.py imports
+    {{py}} scripts/check_packages.py installs
+
+# Everything CI runs: lint, proto-check, the package checks and the tests.
+[group('check')]
+ci: lint proto-check packages test
 
 # The demo on a simulated node: NATS, API emulator, five services, kubelet simulator.
 [group('run')]

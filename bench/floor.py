@@ -22,13 +22,14 @@ from hostdev_allocator import handlers as alloc_handlers
 from hostdev_allocator.ledger import Ledger
 from hostdev_bus import MalformedReply, MemoryKv, RemoteError, Unavailable
 from hostdev_cdi_writer import handlers as cdi_handlers
+from hostdev_devconfig import load_config
 from hostdev_events import subjects
 from hostdev_events.alloc import Hold
 from hostdev_events.base import Message
 from hostdev_events.claims import ClaimRef, PrepareClaims, UnprepareClaims
 from hostdev_events.inventory import Device
 from hostdev_events.state import Checkpoint
-from hostdev_families import build_families, discover_all, load_config
+from hostdev_families import build_families, discover_all
 from hostdev_kube import NotFound, ResourceClaim
 from hostdev_preparer.flow import Deps
 from hostdev_preparer.handlers import on_prepare, on_unprepare

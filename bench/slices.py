@@ -19,6 +19,7 @@ from prometheus_client import CollectorRegistry
 
 from bench.stack import DRIVER
 from hostdev_bus import Bus, NatsBus, NatsKv
+from hostdev_devconfig import load_config
 from hostdev_discovery.health import HealthTracker
 from hostdev_discovery.inventory import InventoryStore
 from hostdev_discovery.publisher import SlicePublisher
@@ -26,7 +27,7 @@ from hostdev_discovery.scanner import Scanner
 from hostdev_discovery.slices import SlicePlan
 from hostdev_events import subjects
 from hostdev_events.inventory import Device, InventoryChanged
-from hostdev_families import Pyroute2Netlink, build_families, load_config
+from hostdev_families import Pyroute2Netlink, build_families
 from hostdev_kube import Kube
 from hostdev_runtime.clock import SystemClock
 from hostdev_runtime.metrics import DeviceMetrics

@@ -9,7 +9,7 @@ import msgspec
 import pytest
 import yaml
 
-from hostdev_families.config import DevicesConfig
+from hostdev_devconfig import DevicesConfig
 
 
 def _unknown_keys(raw: Any, info: msgspec.inspect.Type, where: str) -> list[str]:

@@ -20,7 +20,7 @@ from typing import Any
 import msgspec
 import yaml
 
-from hostdev_families.config import DevicesConfig
+from hostdev_devconfig import DevicesConfig
 from hostdev_families.registry import build_families, discover_all
 from hostdev_families.sriov import MODES, interface_name_error
 from hostdev_gateway.dp_model import offered

@@ -24,7 +24,7 @@ import msgspec
 import yaml
 from referencing import Registry, Resource
 
-from hostdev_families.config import DevicesConfig
+from hostdev_devconfig import DevicesConfig
 from hostdev_runtime.settings import env_name
 from hostdev_testing.nats import nats_server_executable
 from hostdev_testing.schemas import schemas_dir

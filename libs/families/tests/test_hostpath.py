@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from hostdev_families import FamilyError, HostPathSpec, dns_label
+from hostdev_devconfig import HostPathSpec
+from hostdev_families import FamilyError, dns_label
 from hostdev_families.hostpath import HostPathFamily
 from hostdev_sysfs import HostRoot
 from hostdev_testing.fakehost import FakeHost, demo_host

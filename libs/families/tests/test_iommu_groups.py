@@ -7,9 +7,10 @@ from pathlib import Path
 import msgspec
 import pytest
 
+from hostdev_devconfig import PciSelector, SriovSelector
 from hostdev_events.alloc import group_entry
 from hostdev_events.plans import PciPlan
-from hostdev_families import FamilyError, PciSelector, SriovSelector
+from hostdev_families import FamilyError
 from hostdev_families.pci import GROUP_COUNTER, IommuGroupShared, PciFamily
 from hostdev_families.sriov import SriovFamily
 from hostdev_sysfs import HostRoot, ReadOnlyWriter

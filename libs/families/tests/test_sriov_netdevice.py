@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from hostdev_devconfig import SriovSelector
 from hostdev_events.inventory import Device
 from hostdev_families import FamilyError
-from hostdev_families.config import SriovSelector
 from hostdev_families.sriov import (
     SriovFamily,
     container_interface,

@@ -6,14 +6,9 @@ from pathlib import Path
 
 import msgspec
 
+from hostdev_devconfig import HostPathSpec, MdevSelector, SriovSelector, UsbSelector
 from hostdev_events.inventory import InventorySnapshot, NotOffered
-from hostdev_families import (
-    NOT_SELECTED,
-    HostPathSpec,
-    MdevSelector,
-    SriovSelector,
-    UsbSelector,
-)
+from hostdev_families import NOT_SELECTED
 from hostdev_families.hostpath import HostPathFamily
 from hostdev_families.mdev import MdevFamily
 from hostdev_families.sriov import SriovFamily

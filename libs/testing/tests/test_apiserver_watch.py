@@ -126,29 +126,6 @@ async def test_watch_without_resource_version_starts_with_current_objects(
     assert (first["type"], first["object"].metadata.name) == ("ADDED", "b")
 
 
-async def test_object_leaving_the_selector_is_seen_as_deleted(
-    server: ApiServer, resources: Any
-) -> None:
-    """A label change that drops an object out of a label selector arrives as DELETED."""
-    body = slice_body("a")
-    body["metadata"]["labels"] = {"role": "gpu"}
-    created = server.create("resourceslices", body)
-    version = created["metadata"]["resourceVersion"]
-    created["metadata"]["labels"] = {"role": "none"}
-    server.update("resourceslices", created)
-    async with watch.Watch() as stream:
-        async for event in stream.stream(
-            resources.list_resource_slice,
-            label_selector="role=gpu",
-            resource_version=version,
-            timeout_seconds=30,
-        ):
-            left = event
-            break
-    assert left["type"] == "DELETED"
-    assert left["object"].metadata.labels == {"role": "gpu"}
-
-
 async def test_timeout_seconds_ends_the_stream(server: ApiServer, resources: Any) -> None:
     """The server closes a watch after timeoutSeconds; the client's iteration then ends."""
     async with watch.Watch() as stream:
@@ -175,21 +152,6 @@ async def test_bookmarks_carry_the_current_resource_version(server: ApiServer) -
     assert event["type"] == "BOOKMARK"
     assert event["object"]["metadata"] == {"resourceVersion": str(server.resource_version)}
     assert event["object"]["kind"] == "ResourceSlice"
-
-
-async def test_send_initial_events_ends_with_an_annotated_bookmark(server: ApiServer) -> None:
-    """sendInitialEvents streams current objects, then a bookmark marking the end of them."""
-    server.create("resourceslices", slice_body("a"))
-    query = (
-        "watch=1&sendInitialEvents=true&allowWatchBookmarks=true&resourceVersionMatch=NotOlderThan"
-    )
-    url = f"{server.url}/apis/resource.k8s.io/v1/resourceslices?{query}&timeoutSeconds=5"
-    async with aiohttp.ClientSession() as http, http.get(url) as response:
-        first = json.loads(await response.content.readline())
-        second = json.loads(await response.content.readline())
-    assert first["type"] == "ADDED"
-    assert second["type"] == "BOOKMARK"
-    assert second["object"]["metadata"]["annotations"] == {"k8s.io/initial-events-end": "true"}
 
 
 async def test_watch_from_a_future_resource_version_is_rejected(

@@ -8,18 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from hostdev_devconfig import DevicesConfig, HostPathSpec, PciSelector, SriovSelector
 from hostdev_discovery.health import HealthTracker
 from hostdev_events.inventory import Device, HealthChange
-from hostdev_families import (
-    DevicesConfig,
-    Family,
-    Health,
-    HostPathSpec,
-    PciSelector,
-    SriovSelector,
-    build_families,
-    discover_all,
-)
+from hostdev_families import Family, Health, build_families, discover_all
 from hostdev_sysfs import HostRoot
 from hostdev_testing.fakenetlink import FakeNetlink
 from hostdev_testing.fakesysfs import FakeKernel, SampleHost, acceptance_host

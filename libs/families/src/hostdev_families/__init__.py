@@ -1,14 +1,6 @@
 """Device families behind one Protocol: survey/discover, plan, apply, unprepare, healthy."""
 
-from hostdev_families.base import (
-    DISCOVERED,
-    NOT_SELECTED,
-    Family,
-    Health,
-    Survey,
-    dns_label,
-)
-from hostdev_families.config import (
+from hostdev_devconfig import (
     ConfigError,
     DevicesConfig,
     HostPathSpec,
@@ -18,6 +10,14 @@ from hostdev_families.config import (
     SriovSelector,
     UsbSelector,
     load_config,
+)
+from hostdev_families.base import (
+    DISCOVERED,
+    NOT_SELECTED,
+    Family,
+    Health,
+    Survey,
+    dns_label,
 )
 from hostdev_families.errors import FamilyError, HostRefused
 from hostdev_families.netlink import Pyroute2Netlink, VfNetlink, VfSettings

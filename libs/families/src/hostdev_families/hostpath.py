@@ -6,6 +6,7 @@ import glob as globlib
 from collections.abc import Mapping
 from typing import Any
 
+from hostdev_devconfig import HostPathSpec
 from hostdev_events.inventory import (
     Attribute,
     ContainerEdits,
@@ -27,7 +28,6 @@ from hostdev_families.base import (
     dns_label,
     own_plan,
 )
-from hostdev_families.config import HostPathSpec
 from hostdev_sysfs import HostRoot, PathEscapesRoot, device_number
 
 FAMILY = "hostpath"

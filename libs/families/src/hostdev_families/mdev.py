@@ -20,6 +20,7 @@ from typing import Any
 
 import msgspec
 
+from hostdev_devconfig import MdevSelector
 from hostdev_events.inventory import Attribute, CounterUse, Device, NotOffered
 from hostdev_events.plans import AnyPlan, MdevPlan
 from hostdev_families import pciattrs
@@ -34,7 +35,6 @@ from hostdev_families.base import (
     dns_label,
     own_plan,
 )
-from hostdev_families.config import MdevSelector
 from hostdev_families.errors import FamilyError, HostRefused
 from hostdev_sysfs import HostRoot, SysfsWriter, read_function
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from hostdev_devconfig import PciSelector
 from hostdev_events.alloc import group_entry
 from hostdev_events.inventory import Attribute, CounterUse, Device, NotOffered
 from hostdev_events.plans import AnyPlan, FunctionDriver, PciPlan
@@ -25,7 +26,6 @@ from hostdev_families.base import (
     check_config,
     own_plan,
 )
-from hostdev_families.config import PciSelector
 from hostdev_families.errors import FamilyError, HostRefused
 from hostdev_families.pcihealth import discovered_driver, function_health
 from hostdev_sysfs import (

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from hostdev_devconfig import DevicesConfig
 from hostdev_events.inventory import Device
 from hostdev_families.base import Family, Survey
-from hostdev_families.config import DevicesConfig
 from hostdev_families.hostpath import HostPathFamily
 from hostdev_families.mdev import MdevFamily
 from hostdev_families.netlink import VfNetlink

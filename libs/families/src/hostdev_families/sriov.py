@@ -9,6 +9,7 @@ from typing import Any
 
 import msgspec
 
+from hostdev_devconfig import SriovSelector
 from hostdev_events.alloc import group_entry
 from hostdev_events.inventory import (
     Attribute,
@@ -26,7 +27,6 @@ from hostdev_families.base import (
     check_config,
     own_plan,
 )
-from hostdev_families.config import SriovSelector
 from hostdev_families.errors import FamilyError, HostRefused
 from hostdev_families.netlink import VfNetlink, VfSettings
 from hostdev_families.pcihealth import discovered_driver, vf_health

@@ -7,6 +7,7 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
+from hostdev_devconfig import UsbSelector
 from hostdev_events.inventory import (
     Attribute,
     ContainerEdits,
@@ -24,7 +25,6 @@ from hostdev_families.base import (
     dns_label,
     own_plan,
 )
-from hostdev_families.config import UsbSelector
 from hostdev_sysfs import HostRoot, UsbDevice, list_usb
 
 FAMILY = "usb"

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from hostdev_bus import NatsKv
+from hostdev_devconfig import load_config
 from hostdev_discovery.fallback import SharedFallback
 from hostdev_discovery.handlers import on_get_inventory
 from hostdev_discovery.health import HealthTracker
@@ -19,7 +20,7 @@ from hostdev_discovery.scanner import Scanner
 from hostdev_discovery.settings import Settings
 from hostdev_events import subjects
 from hostdev_events.inventory import Device, GetInventory
-from hostdev_families import Pyroute2Netlink, build_families, load_config
+from hostdev_families import Pyroute2Netlink, build_families
 from hostdev_kube import Kube
 from hostdev_runtime.clock import SystemClock
 from hostdev_runtime.metrics import DeviceMetrics, SharedFallbackMetrics

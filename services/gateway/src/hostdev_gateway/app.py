@@ -8,12 +8,12 @@ from pathlib import Path
 from typing import Any
 
 from hostdev_bus import NatsKv
+from hostdev_devconfig import ResourceSpec, load_config
 from hostdev_events import subjects
 from hostdev_events.alloc import Hold
 from hostdev_events.dp import ReconcileAllocations, Reconciled
 from hostdev_events.inventory import Device
 from hostdev_events.service import ServiceReady
-from hostdev_families import ResourceSpec, load_config
 from hostdev_gateway import dra, registration
 from hostdev_gateway.claims import ClaimCalls
 from hostdev_gateway.deviceplugin import ResourcePlugin

@@ -9,10 +9,10 @@ import grpc
 from opentelemetry import trace
 
 from hostdev_bus import Bus, BusError, RemoteError
+from hostdev_devconfig import ResourceSpec
 from hostdev_events import subjects
 from hostdev_events.alloc import Candidate, PreferDevices, Preferred
 from hostdev_events.dp import AllocateDevices, DevicesAllocated, DpAllocation, DpPrepared
-from hostdev_families import ResourceSpec
 from hostdev_gateway import dp_model
 from hostdev_gateway.feed import Feed
 from hostdev_kubelet_pb.deviceplugin.v1beta1 import api_pb2 as pb

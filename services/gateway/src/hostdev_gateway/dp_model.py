@@ -6,11 +6,11 @@ import fnmatch
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from hostdev_devconfig import ResourceSpec
 from hostdev_events import dp
 from hostdev_events.alloc import Hold
 from hostdev_events.dp import DpPrepared
 from hostdev_events.inventory import Device
-from hostdev_families import ResourceSpec
 
 HEALTHY = "Healthy"
 UNHEALTHY = "Unhealthy"

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 import grpc
 
 from hostdev_bus import Bus, BusError
+from hostdev_devconfig import ResourceSpec
 from hostdev_events import subjects
 from hostdev_events.dp import (
     Allocations,
@@ -37,7 +38,6 @@ from hostdev_events.dp import (
     RestoreAllocations,
 )
 from hostdev_events.service import ServiceReady
-from hostdev_families import ResourceSpec
 from hostdev_gateway import dp_model
 from hostdev_gateway.feed import Feed
 

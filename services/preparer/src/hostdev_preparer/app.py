@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from hostdev_bus import NatsKv
+from hostdev_devconfig import load_config
 from hostdev_events import subjects
 from hostdev_events.alloc import Hold
 from hostdev_events.claims import PrepareClaims, UnprepareClaims
@@ -20,7 +21,7 @@ from hostdev_events.dp import (
 )
 from hostdev_events.inventory import Device, InventoryChanged
 from hostdev_events.state import Checkpoint
-from hostdev_families import Pyroute2Netlink, VfNetlink, build_families, load_config
+from hostdev_families import Pyroute2Netlink, VfNetlink, build_families
 from hostdev_kube import Kube
 from hostdev_preparer import dp, dp_restore
 from hostdev_preparer.claimwatch import ClaimCache, follow

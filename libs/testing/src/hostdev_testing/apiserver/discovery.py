@@ -5,7 +5,8 @@ from __future__ import annotations
 from hostdev_testing.apiserver.resources import RESOURCE_GROUP, Obj, ResourceType, by_group
 
 KUBERNETES_VERSION = "v1.36.0"
-_VERBS = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
+# Only the verbs served here: the driver needs no patch and no deletecollection.
+_VERBS = ["create", "delete", "get", "list", "update", "watch"]
 
 
 def _entries(rt: ResourceType) -> list[Obj]:
@@ -26,7 +27,7 @@ def _entries(rt: ResourceType) -> list[Obj]:
         "namespaced": rt.namespaced,
         "kind": rt.kind,
     }
-    return [main, {**status, "verbs": ["get", "patch", "update"]}]
+    return [main, {**status, "verbs": ["get", "update"]}]
 
 
 def resource_list(group: str) -> Obj:

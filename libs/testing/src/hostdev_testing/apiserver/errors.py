@@ -11,16 +11,8 @@ from hostdev_testing.apiserver.resources import ResourceType
 _OMIT: Any = object()
 
 
-class GoLiteral(str):
-    """A value printed verbatim in an error, such as `0x0` for an unset uint64."""
-
-    __slots__ = ()
-
-
 def render_value(value: Any) -> str:
     """Print a bad value the way Go's field errors do: strings quoted, scalars bare."""
-    if isinstance(value, GoLiteral):
-        return str(value)
     if value is None:
         return "null"
     if isinstance(value, bool):

@@ -1,4 +1,4 @@
-"""List and watch query parameters, paginated lists and deletecollection."""
+"""List and watch query parameters and paginated lists."""
 
 from __future__ import annotations
 
@@ -6,25 +6,18 @@ import base64
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import Any
 
 from hostdev_testing.apiserver import errors
-from hostdev_testing.apiserver.errors import ApiError, FieldError, bad_request
+from hostdev_testing.apiserver.errors import bad_request
 from hostdev_testing.apiserver.registry import Registry, WriteOptions
 from hostdev_testing.apiserver.resources import Obj, ResourceType
-from hostdev_testing.apiserver.selectors import Requirement, Selector, parse_fields, parse_labels
+from hostdev_testing.apiserver.selectors import Requirement, Selector, parse_fields
 from hostdev_testing.apiserver.store import Store
 from hostdev_testing.apiserver.watch import WatchRequest
 
 DEFAULT_WATCH_SECONDS = 1800
 _TRUE = {"1", "t", "T", "true", "TRUE", "True"}
 _FALSE = {"0", "f", "F", "false", "FALSE", "False"}
-_MATCH_NEEDS_VERSION = "resourceVersionMatch is forbidden unless resourceVersion is provided"
-_EXACT_ZERO = 'resourceVersionMatch "exact" is forbidden for resourceVersion "0"'
-_INITIAL_ONLY_WATCH = "sendInitialEvents is forbidden for list"
-_INITIAL_BOOKMARKS = "allowWatchBookmarks required when sendInitialEvents is specified"
-_INITIAL_MATCH = "sendInitialEvents requires setting resourceVersionMatch to NotOlderThan"
-_WATCH_MATCH = "resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided"
 _VALIDATION = {"": "Warn", "Warn": "Warn", "Strict": "Strict", "Ignore": "Ignore"}
 
 
@@ -47,22 +40,15 @@ def _number(query: Mapping[str, str], name: str) -> int | None:
         raise bad_request(f'strconv.ParseInt: parsing "{value}": invalid syntax') from None
 
 
-def _options_invalid(found: list[FieldError]) -> ApiError:
-    return errors.invalid_object("ListOptions.meta.k8s.io", "ListOptions", "meta.k8s.io", "", found)
-
-
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Query:
     """The query string of a list, watch or write, parsed and checked like ListOptions."""
 
-    labels: Selector
     fields: Selector
     watch: bool
     resource_version: str
-    resource_version_match: str
     timeout_seconds: int | None
     bookmarks: bool
-    send_initial_events: bool | None
     limit: int
     continue_token: str
     dry_run: bool
@@ -78,56 +64,17 @@ class Query:
         validation = _VALIDATION.get(query.get("fieldValidation", ""))
         if validation is None:
             raise bad_request(f"invalid fieldValidation directive: {query.get('fieldValidation')}")
-        parsed = cls(
-            labels=parse_labels(query.get("labelSelector", "")),
+        return cls(
             fields=parse_fields(query.get("fieldSelector", ""), rt),
             watch=force_watch or bool(_flag(query, "watch")),
             resource_version=query.get("resourceVersion", ""),
-            resource_version_match=query.get("resourceVersionMatch", ""),
             timeout_seconds=_number(query, "timeoutSeconds"),
             bookmarks=bool(_flag(query, "allowWatchBookmarks")),
-            send_initial_events=_flag(query, "sendInitialEvents"),
             limit=_number(query, "limit") or 0,
             continue_token=query.get("continue", ""),
             dry_run=dry_run == "All",
             validation=validation,
         )
-        parsed.check()
-        return parsed
-
-    def check(self) -> None:
-        """What ValidateListOptions rejects with 422."""
-        match, initial, version = (
-            self.resource_version_match,
-            self.send_initial_events,
-            self.resource_version,
-        )
-        if match not in ("", "NotOlderThan", "Exact"):
-            supported = ["Exact", "NotOlderThan", ""]
-            raise _options_invalid([errors.not_supported("resourceVersionMatch", match, supported)])
-        fenced = [
-            (
-                bool(match) and not version and not initial,
-                "resourceVersionMatch",
-                _MATCH_NEEDS_VERSION,
-            ),
-            (match == "Exact" and version == "0", "resourceVersionMatch", _EXACT_ZERO),
-            (initial is not None and not self.watch, "sendInitialEvents", _INITIAL_ONLY_WATCH),
-            (
-                bool(initial) and self.watch and not self.bookmarks,
-                "allowWatchBookmarks",
-                _INITIAL_BOOKMARKS,
-            ),
-            (
-                initial is not None and match != "NotOlderThan",
-                "resourceVersionMatch",
-                _INITIAL_MATCH,
-            ),
-            (initial is None and self.watch and bool(match), "resourceVersionMatch", _WATCH_MATCH),
-        ]
-        found = [errors.forbidden(path, detail) for broken, path, detail in fenced if broken]
-        if found:
-            raise _options_invalid(found)
 
     @property
     def write(self) -> WriteOptions:
@@ -152,16 +99,14 @@ class Query:
     def watch_request(
         self, store: Store, rt: ResourceType, namespace: str | None, interval: float
     ) -> WatchRequest:
+        # No resourceVersion (or "0"): the current objects first, as ADDED events.
         since = self.revision(store)
-        initial = since is None if self.send_initial_events is None else self.send_initial_events
         return WatchRequest(
             rt=rt,
             namespace=namespace,
-            labels=self.labels,
             fields=self.fields,
-            since=None if initial else since if since is not None else store.revision,
-            initial_events=initial,
-            initial_events_end=bool(self.send_initial_events),
+            since=since,
+            initial_events=since is None,
             bookmarks=self.bookmarks,
             timeout=float(self.timeout_seconds or DEFAULT_WATCH_SECONDS),
             bookmark_interval=interval,
@@ -191,9 +136,7 @@ def _position(obj: Obj) -> str:
 def list_objects(registry: Registry, rt: ResourceType, namespace: str | None, query: Query) -> Obj:
     """A `<Kind>List`; items omit apiVersion and kind, as the real server's typed lists do."""
     revision = query.revision(registry.store) or registry.store.revision
-    if query.resource_version_match == "Exact" and revision != registry.store.revision:
-        raise errors.expired("The resourceVersion for the provided list is too old.")
-    items = registry.select(rt, namespace, query.labels, query.fields)
+    items = registry.select(rt, namespace, query.fields)
     if query.continue_token:
         revision, start = _decode_continue(query.continue_token)
         items = [o for o in items if _position(o) > start]
@@ -202,7 +145,7 @@ def list_objects(registry: Registry, rt: ResourceType, namespace: str | None, qu
         rest = len(items) - query.limit
         items = items[: query.limit]
         meta["continue"] = _encode_continue(revision, _position(items[-1]))
-        if not query.labels.requirements and not query.fields.requirements:
+        if not query.fields.requirements:
             meta["remainingItemCount"] = rest
     for item in items:
         item.pop("apiVersion", None)
@@ -212,25 +155,4 @@ def list_objects(registry: Registry, rt: ResourceType, namespace: str | None, qu
         "apiVersion": rt.api_version,
         "metadata": meta,
         "items": items,
-    }
-
-
-def delete_collection(
-    registry: Registry, rt: ResourceType, namespace: str | None, query: Query, options: Any
-) -> Obj:
-    """Delete every selected object; the answer lists what was deleted (or marked for deletion)."""
-    deleted = []
-    for obj in registry.select(rt, namespace, query.labels, query.fields):
-        meta = obj["metadata"]
-        deleted.append(
-            registry.delete(
-                rt, meta.get("namespace", ""), meta["name"], options, dry_run=query.dry_run
-            )
-        )
-    meta_out = {"resourceVersion": str(registry.store.revision)}
-    return {
-        "kind": f"{rt.kind}List",
-        "apiVersion": rt.api_version,
-        "metadata": meta_out,
-        "items": deleted,
     }

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import copy
-import json
 import secrets
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from hostdev_testing.apiserver import errors, patch, rules
+from hostdev_testing.apiserver import errors, rules
 from hostdev_testing.apiserver.errors import ApiError, FieldError, bad_request
 from hostdev_testing.apiserver.gates import FeatureGates
 from hostdev_testing.apiserver.resources import RESOURCES, Obj, ResourceType
@@ -60,24 +59,22 @@ class _Decoded:
     schema_errors: list[FieldError]
 
 
-def matches(rt: ResourceType, obj: Obj, labels: Selector, fields: Selector) -> bool:
-    return labels.matches(obj["metadata"].get("labels") or {}) and fields.matches(rt.fields(obj))
+def matches(rt: ResourceType, obj: Obj, fields: Selector) -> bool:
+    return fields.matches(rt.fields(obj))
 
 
 class Registry:
-    """Create, read, update, patch and delete with the real server's side effects and checks."""
+    """Create, read, update and delete with the real server's side effects and checks."""
 
     def __init__(
         self,
         store: Store,
         openapi: OpenApi | None,
         *,
-        require_resource_version: bool = False,
         gates: FeatureGates | None = None,
     ) -> None:
         self.store = store
         self.openapi = openapi
-        self.require_resource_version = require_resource_version
         self.gates = gates if gates is not None else FeatureGates()
 
     def get(self, rt: ResourceType, namespace: str, name: str) -> Obj:
@@ -86,11 +83,9 @@ class Registry:
             raise errors.not_found(rt, name)
         return copy.deepcopy(found)
 
-    def select(
-        self, rt: ResourceType, namespace: str | None, labels: Selector, fields: Selector
-    ) -> list[Obj]:
+    def select(self, rt: ResourceType, namespace: str | None, fields: Selector) -> list[Obj]:
         found = self.store.items(rt.plural, namespace if rt.namespaced else None)
-        return [copy.deepcopy(o) for o in found if matches(rt, o, labels, fields)]
+        return [copy.deepcopy(o) for o in found if matches(rt, o, fields)]
 
     def _decode(self, rt: ResourceType, body: Any, validation: str) -> _Decoded:
         if not isinstance(body, dict):
@@ -221,51 +216,9 @@ class Registry:
 
     def _check_version(self, rt: ResourceType, name: str, version: Any, old: Obj) -> None:
         if not version:
-            if self.require_resource_version:
-                zero = errors.GoLiteral("0x0")
-                error = errors.invalid(
-                    "metadata.resourceVersion", zero, "must be specified for an update"
-                )
-                raise errors.invalid_object(rt.qualified, rt.plural, rt.group, name, [error])
             return
         if version != old["metadata"]["resourceVersion"]:
             raise errors.conflict(rt, name, errors.MODIFIED)
-
-    def patch(
-        self,
-        rt: ResourceType,
-        namespace: str,
-        name: str,
-        content_type: str,
-        raw: bytes,
-        options: WriteOptions = DEFAULT_WRITE,
-        *,
-        status: bool = False,
-    ) -> Outcome:
-        if content_type not in (patch.MERGE, patch.STRATEGIC, patch.JSON_PATCH):
-            raise errors.unsupported_media_type(patch.ACCEPTED)
-        try:
-            document = json.loads(raw)
-        except ValueError as exc:
-            raise bad_request(f"error decoding patch: {exc}") from None
-        current = self.get(rt, namespace, name)
-        if content_type == patch.JSON_PATCH:
-            patched = patch.json_patch(current, document)
-        elif content_type == patch.STRATEGIC:
-            if not isinstance(document, dict):
-                raise bad_request(
-                    "unable to find api field in struct for the patch: the patch must be a JSON object"
-                )
-            patched = patch.strategic_merge(current, document, rt.merge_keys)
-        else:
-            patched = patch.merge_patch(current, document)
-        if not isinstance(patched, dict) or not isinstance(patched.get("metadata"), dict):
-            raise bad_request("the patched object is not a valid object")
-        version = (
-            patched["metadata"].get("resourceVersion") or current["metadata"]["resourceVersion"]
-        )
-        patched["metadata"]["resourceVersion"] = version
-        return self.replace(rt, namespace, name, patched, options, status=status)
 
     def delete(
         self, rt: ResourceType, namespace: str, name: str, options: Any, *, dry_run: bool = False

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 Obj = dict[str, Any]
@@ -74,8 +74,6 @@ class ResourceType:
     short_names: tuple[str, ...] = ()
     fields: Callable[[Obj], dict[str, str]]
     field_label_error: Callable[[str], str] = _generic_label_error
-    # Strategic-merge-patch directives: field path -> merge key ("" for a set of scalars).
-    merge_keys: Mapping[tuple[str, ...], str] = field(default_factory=dict)
 
     @property
     def api_version(self) -> str:
@@ -92,12 +90,6 @@ class ResourceType:
     @property
     def gvk(self) -> str:
         return f"{self.api_version}, Kind={self.kind}"
-
-
-_META_MERGE: dict[tuple[str, ...], str] = {
-    ("metadata", "ownerReferences"): "uid",
-    ("metadata", "finalizers"): "",
-}
 
 
 def _slice_label_error(label: str) -> str:
@@ -117,7 +109,6 @@ RESOURCES: dict[str, ResourceType] = {
             status_on_create=True,
             short_names=("ns",),
             fields=_namespace_fields,
-            merge_keys={**_META_MERGE, ("status", "conditions"): "type"},
         ),
         ResourceType(
             plural="nodes",
@@ -129,13 +120,6 @@ RESOURCES: dict[str, ResourceType] = {
             status_on_create=True,
             short_names=("no",),
             fields=_node_fields,
-            merge_keys={
-                **_META_MERGE,
-                ("spec", "podCIDRs"): "",
-                ("status", "conditions"): "type",
-                ("status", "addresses"): "type",
-                ("status", "volumesAttached"): "name",
-            },
         ),
         ResourceType(
             plural="deviceclasses",
@@ -147,7 +131,6 @@ RESOURCES: dict[str, ResourceType] = {
             returns_deleted_object=True,
             schema="io.k8s.api.resource.v1.DeviceClass",
             fields=_default_fields(False),
-            merge_keys=_META_MERGE,
         ),
         ResourceType(
             plural="resourceclaims",
@@ -160,7 +143,6 @@ RESOURCES: dict[str, ResourceType] = {
             returns_deleted_object=True,
             schema="io.k8s.api.resource.v1.ResourceClaim",
             fields=_default_fields(True),
-            merge_keys={**_META_MERGE, ("status", "reservedFor"): "uid"},
         ),
         ResourceType(
             plural="resourceclaimtemplates",
@@ -172,7 +154,6 @@ RESOURCES: dict[str, ResourceType] = {
             returns_deleted_object=True,
             schema="io.k8s.api.resource.v1.ResourceClaimTemplate",
             fields=_default_fields(True),
-            merge_keys={**_META_MERGE, **{("spec", *k): v for k, v in _META_MERGE.items()}},
         ),
         ResourceType(
             plural="resourceslices",
@@ -185,7 +166,6 @@ RESOURCES: dict[str, ResourceType] = {
             schema="io.k8s.api.resource.v1.ResourceSlice",
             fields=_slice_fields,
             field_label_error=_slice_label_error,
-            merge_keys=_META_MERGE,
         ),
     )
 }

@@ -132,10 +132,6 @@ class Handler:
         if request.method == "POST":
             body = await _body(request)
             return _outcome(self.registry.create(rt, namespace or "", body, query.write))
-        if request.method == "DELETE":
-            options = await _body(request, optional=True)
-            deleted = listing.delete_collection(self.registry, rt, namespace, query, options)
-            return respond(deleted)
         raise errors.method_not_allowed()
 
     async def _item(self, request: web.Request, target: Target, name: str) -> web.StreamResponse:
@@ -151,13 +147,6 @@ class Handler:
             return _outcome(
                 self.registry.replace(rt, namespace, name, body, query.write, status=status)
             )
-        if request.method == "PATCH":
-            content_type = request.headers.get("Content-Type", "").split(";")[0].strip()
-            raw = await request.read()
-            outcome = self.registry.patch(
-                rt, namespace, name, content_type, raw, query.write, status=status
-            )
-            return _outcome(outcome)
         if request.method == "DELETE" and not status:
             options = await _body(request, optional=True)
             return respond(

@@ -37,7 +37,6 @@ class ApiServer:
         *,
         history: int = 10_000,
         bookmark_interval: float = 60.0,
-        require_resource_version: bool = False,
         host: str = "127.0.0.1",
         port: int = 0,
         feature_gates: Mapping[str, bool] | None = None,
@@ -48,7 +47,6 @@ class ApiServer:
         self.registry = Registry(
             self.store,
             openapi,
-            require_resource_version=require_resource_version,
             gates=self.gates,
         )
         self._handler = Handler(self.registry, bookmark_interval)
@@ -125,7 +123,7 @@ class ApiServer:
 
     def objects(self, plural: str, namespace: str | None = None) -> list[Obj]:
         """Copies of the stored objects of a resource (e.g. "resourceslices"), in key order."""
-        return self.registry.select(resource(plural), namespace, Selector(), Selector())
+        return self.registry.select(resource(plural), namespace, Selector())
 
     def get(self, plural: str, name: str, namespace: str = "") -> Obj | None:
         """A copy of one stored object, or None."""

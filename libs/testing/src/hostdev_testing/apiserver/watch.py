@@ -14,8 +14,6 @@ from hostdev_testing.apiserver.resources import Obj, ResourceType
 from hostdev_testing.apiserver.selectors import Selector
 from hostdev_testing.apiserver.store import Event, Store
 
-INITIAL_EVENTS_END = "k8s.io/initial-events-end"
-
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class WatchRequest:
@@ -23,11 +21,9 @@ class WatchRequest:
 
     rt: ResourceType
     namespace: str | None
-    labels: Selector
     fields: Selector
     since: int | None
     initial_events: bool
-    initial_events_end: bool
     bookmarks: bool
     timeout: float
     bookmark_interval: float
@@ -38,7 +34,7 @@ def _visible(req: WatchRequest, obj: Obj | None) -> bool:
         return False
     if req.namespace is not None and obj["metadata"].get("namespace") != req.namespace:
         return False
-    return matches(req.rt, obj, req.labels, req.fields)
+    return matches(req.rt, obj, req.fields)
 
 
 def convert(req: WatchRequest, event: Event) -> Obj | None:
@@ -58,10 +54,8 @@ def convert(req: WatchRequest, event: Event) -> Obj | None:
     return {"type": "DELETED", "object": gone}
 
 
-def bookmark(rt: ResourceType, revision: int, *, end_of_initial: bool = False) -> Obj:
+def bookmark(rt: ResourceType, revision: int) -> Obj:
     meta: Obj = {"resourceVersion": str(revision)}
-    if end_of_initial:
-        meta["annotations"] = {INITIAL_EVENTS_END: "true"}
     return {
         "type": "BOOKMARK",
         "object": {"kind": rt.kind, "apiVersion": rt.api_version, "metadata": meta},
@@ -84,13 +78,10 @@ async def stream(store: Store, req: WatchRequest) -> AsyncGenerator[Obj, None]:
     initial = []
     if req.initial_events:
         initial = [o for o in store.items(req.rt.plural, req.namespace) if _visible(req, o)]
-    start = store.revision
     deadline = time.monotonic() + req.timeout
     try:
         for obj in initial:
             yield {"type": "ADDED", "object": copy.deepcopy(obj)}
-        if req.initial_events_end:
-            yield bookmark(req.rt, start, end_of_initial=True)
         for event in subscription.replay:
             if (seen := convert(req, event)) is not None:
                 yield seen
