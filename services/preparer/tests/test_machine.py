@@ -118,3 +118,10 @@ def test_transitions_outside_the_table_are_bugs(
     """A transition the table does not list raises instead of writing a record."""
     with pytest.raises(ValueError, match="no transition"):
         machine.step_after(step, event)
+
+
+def test_kept_step_refuses_the_transition_that_deletes_the_record() -> None:
+    """Writing a record's next step never writes the deletion as a step."""
+    assert machine.step_kept(None, E.PLANNED) == S.PREPARING
+    with pytest.raises(ValueError, match="deletes the record"):
+        machine.step_kept(S.UNPREPARING, E.UNDONE)

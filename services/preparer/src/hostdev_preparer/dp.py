@@ -21,6 +21,7 @@ from hostdev_events.dp import (
     ReleaseAllocations,
 )
 from hostdev_events.state import AllocatedDevice, Checkpoint, ClaimStep
+from hostdev_preparer import machine
 from hostdev_preparer.errors import failed
 from hostdev_preparer.flow import (
     Call,
@@ -96,7 +97,7 @@ async def allocate_held(allocation: DpAllocation, call: Call) -> DpPrepared:
     plan = await run_family(family.blocking, family.plan, device, call.claim.uid, {})
     checkpoint = Checkpoint(
         claim=call.claim,
-        step=ClaimStep.PREPARING,
+        step=machine.step_kept(None, machine.Event.PLANNED),
         devices=(
             AllocatedDevice(
                 request=allocation.id,

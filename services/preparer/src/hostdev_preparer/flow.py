@@ -33,7 +33,7 @@ from hostdev_events.cdi import (
 from hostdev_events.claims import ClaimRef
 from hostdev_events.inventory import Device
 from hostdev_events.plans import AnyPlan
-from hostdev_events.state import Checkpoint, ClaimStep
+from hostdev_events.state import Checkpoint
 from hostdev_families import Family
 from hostdev_kube import ResourceClaim
 from hostdev_preparer import cdispec, machine, reply
@@ -167,7 +167,7 @@ async def complete(
         )
         done = msgspec.structs.replace(
             checkpoint,
-            step=_after(checkpoint.step, machine.Event.COMPLETED),
+            step=machine.step_kept(checkpoint.step, machine.Event.COMPLETED),
             plans=tuple(applied),
             outcome=result,
             boot_id=call.deps.boot_id,
@@ -254,7 +254,7 @@ async def rollback(call: Call, checkpoint: Checkpoint, revision: int) -> None:
 async def undo(call: Call, checkpoint: Checkpoint, revision: int) -> None:
     """Remove specs, undo host actions in reverse, release devices, drop the checkpoint."""
     deps = call.deps
-    undoing = _after(checkpoint.step, machine.Event.UNDOING)
+    undoing = machine.step_kept(checkpoint.step, machine.Event.UNDOING)
     if checkpoint.step != undoing:
         checkpoint = msgspec.structs.replace(checkpoint, step=undoing)
         revision = await deps.checkpoints.update(call.key, checkpoint, last=revision)
@@ -275,13 +275,6 @@ async def undo(call: Call, checkpoint: Checkpoint, revision: int) -> None:
         await asyncio.gather(_remove_specs(call), _release(call, checkpoint))
     machine.step_after(checkpoint.step, machine.Event.UNDONE)  # the record goes
     await deps.checkpoints.delete(call.key, last=revision)
-
-
-def _after(step: ClaimStep, event: machine.Event) -> ClaimStep:
-    """The next recorded step; every transition here keeps a record."""
-    after = machine.step_after(step, event)
-    assert after is not None
-    return after
 
 
 async def _remove_specs(call: Call) -> None:

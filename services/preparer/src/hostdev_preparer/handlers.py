@@ -23,7 +23,7 @@ from hostdev_events.claims import (
     UnprepareClaimsReply,
 )
 from hostdev_events.plans import AnyPlan, ObservedPlan
-from hostdev_events.state import AllocatedDevice, Checkpoint, ClaimStep
+from hostdev_events.state import AllocatedDevice, Checkpoint
 from hostdev_kube import NotFound, ResourceClaim
 from hostdev_preparer import machine, selection, status
 from hostdev_preparer.errors import ClaimRejected, failed
@@ -199,7 +199,7 @@ async def _plan(call: Call, claim: ResourceClaim) -> Checkpoint:
     selection.check_interface_names(plans.values())
     return Checkpoint(
         claim=call.claim,
-        step=ClaimStep.PREPARING,  # machine.step_after(None, Event.PLANNED)
+        step=machine.step_kept(None, machine.Event.PLANNED),
         claim_generation=claim.metadata.generation,
         pod_claim_name=claim.metadata.annotations.get(selection.POD_CLAIM_NAME_ANNOTATION, ""),
         devices=tuple(devices),

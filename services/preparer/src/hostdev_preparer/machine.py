@@ -133,3 +133,11 @@ def step_after(step: ClaimStep | None, event: Event) -> ClaimStep | None:
         return _TRANSITIONS[(step, event)]
     except KeyError:
         raise ValueError(f"no transition from {step or 'no record'} on {event}") from None
+
+
+def step_kept(step: ClaimStep | None, event: Event) -> ClaimStep:
+    """`step_after` for a transition that keeps a record (every one but `undone`)."""
+    after = step_after(step, event)
+    if after is None:
+        raise ValueError(f"{event} from {step} deletes the record")
+    return after
