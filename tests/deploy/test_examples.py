@@ -35,11 +35,22 @@ REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "k8s" / "examples"
 DEVICE_CLASSES = REPO / "k8s" / "base" / "deviceclasses.yaml"
 DEVICE_PLUGIN = EXAMPLES / "device-plugin"
+INTEL_DESKTOP_EXAMPLES = EXAMPLES / "intel-desktop"
+INTEL_DESKTOP = REPO / "k8s" / "overlays" / "intel-desktop"
 DRIVER = "hostdev.k8s.io"
 STANDARD = "resource.kubernetes.io"
 
 # Example folders that must be applicable with `kubectl apply -k`.
-KUSTOMIZED = ("pci", "gpu", "sriov", "usb", "device-plugin")
+KUSTOMIZED = (
+    "pci",
+    "gpu",
+    "sriov",
+    "usb",
+    "device-plugin",
+    "intel-desktop",
+    "extended-resource",
+    "capacity",
+)
 
 # Objects an example may show but not apply: settings of an object another operator owns
 # (the KubeVirt CR), merged by hand.
@@ -77,6 +88,7 @@ _ATTRIBUTE = re.compile(
     r'(?:\.(?P<field>[A-Za-z_][A-Za-z0-9_]*)|\[\s*"(?P<key>[^"]+)"\s*\])'
 )
 _FAMILY_SELECTOR = re.compile(rf'device\.attributes\["{re.escape(DRIVER)}"\]\.family == "(\w+)"')
+_PATH_SELECTOR = re.compile(rf'device\.attributes\["{re.escape(DRIVER)}"\]\.path == "')
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 _PLAIN_RESOURCES = frozenset({"cpu", "memory", "ephemeral-storage"})
@@ -168,13 +180,26 @@ def _addressed(requests: dict[str, Obj], reference: str) -> list[Alternative]:
     return found
 
 
+def _device_class_objects() -> list[Obj]:
+    """The DeviceClasses a claim may name: the base's, the shipped overlays' and the
+    examples' own (an example's class is applied with it)."""
+    found = _load(DEVICE_CLASSES)
+    for path in sorted((REPO / "k8s" / "overlays").glob("*/deviceclasses.yaml")):
+        found += _load(path)
+    return found + [doc.obj for doc in _of_kind("DeviceClass")]
+
+
 @cache
 def _class_families() -> dict[str, frozenset[str]]:
-    """DeviceClass name -> the families it can select, from the base's own CEL."""
+    """DeviceClass name -> the families it can select, from the classes' own CEL: the
+    family named, or hostpath for a class selecting a host path."""
     families: dict[str, frozenset[str]] = {}
-    for obj in _load(DEVICE_CLASSES):
+    for obj in _device_class_objects():
         expressions = " ".join(s["cel"]["expression"] for s in obj["spec"]["selectors"])
-        named = frozenset(_FAMILY_SELECTOR.findall(" ".join(expressions.split())))
+        flat = " ".join(expressions.split())
+        named = frozenset(_FAMILY_SELECTOR.findall(flat))
+        if not named and _PATH_SELECTOR.search(flat):
+            named = frozenset({"hostpath"})
         families[obj["metadata"]["name"]] = named or frozenset(PUBLISHED)
     return families
 
@@ -396,22 +421,60 @@ def _example_selection() -> DevicesConfig:
     return msgspec.yaml.decode(configmap.obj["data"]["devices.yaml"], type=DevicesConfig)
 
 
-def test_device_plugin_pods_ask_for_exactly_the_resources_the_example_defines() -> None:
-    """The device plugin pods together ask for every resource of the example selection and
-    for nothing else (no pod of any example asks for an undefined one), each as a whole
-    number in limits, with requests, when given, equal."""
-    defined = {spec.name for spec in _example_selection().resources}
-    used: set[str] = set()
+def _overlay_selection(overlay: Path) -> DevicesConfig:
+    (configmap,) = [o for o in _load(overlay / "devices.yaml") if o["kind"] == "ConfigMap"]
+    return msgspec.yaml.decode(configmap["data"]["devices.yaml"], type=DevicesConfig)
+
+
+def _offered_to(folder: Path) -> set[str]:
+    """Extended resource names the pods of an example folder may ask for: the device plugin
+    resources of the selection the folder is applied with, or the extendedResourceName of a
+    DeviceClass next to them (served through DRA)."""
+    if folder == DEVICE_PLUGIN:
+        return {spec.name for spec in _example_selection().resources}
+    if folder == INTEL_DESKTOP_EXAMPLES:
+        return {spec.name for spec in _overlay_selection(INTEL_DESKTOP).resources}
+    return {
+        str(doc.obj["spec"]["extendedResourceName"])
+        for doc in _of_kind("DeviceClass")
+        if doc.path.parent == folder and "extendedResourceName" in doc.obj["spec"]
+    }
+
+
+def test_pods_ask_for_exactly_the_extended_resources_their_folder_offers() -> None:
+    """The pods of each folder together ask for every extended resource its selection or
+    its DeviceClasses offer and for nothing else (no pod of any example asks for an
+    undefined one), each as a whole number in limits, with requests, when given, equal."""
+    used: dict[Path, set[str]] = {}
     for doc in _of_kind("Pod"):
+        defined = _offered_to(doc.path.parent)
         for container in doc.obj["spec"]["containers"]:
             for name, sections in _extended_resources(container).items():
-                assert name in defined, f"{doc}: {name} is not in the example selection"
+                assert name in defined, f"{doc}: {name} is not offered to its folder"
                 assert isinstance(sections.get("limits"), int), f"{doc}: {name} {sections}"
                 assert sections["limits"] >= 1, f"{doc}: {name}"
                 assert sections.get("requests", sections["limits"]) == sections["limits"], name
-                if doc.path.parent == DEVICE_PLUGIN:
-                    used.add(name)
-    assert used == defined
+                used.setdefault(doc.path.parent, set()).add(name)
+    for folder in (DEVICE_PLUGIN, INTEL_DESKTOP_EXAMPLES, EXAMPLES / "extended-resource"):
+        assert used.get(folder) == _offered_to(folder), folder.name
+
+
+def test_no_deployment_offers_one_name_through_both_paths() -> None:
+    """A shipped overlay never gives a DeviceClass the extendedResourceName of one of its own
+    device plugin resources: a node must not offer a name both ways (KEP-5004)."""
+    for overlay in sorted((REPO / "k8s" / "overlays").iterdir()):
+        if not (overlay / "devices.yaml").is_file():
+            continue
+        plugin = {spec.name for spec in _overlay_selection(overlay).resources}
+        classes = [
+            o for path in overlay.glob("*.yaml") for o in _load(path) if o["kind"] == "DeviceClass"
+        ]
+        named = {
+            o["spec"]["extendedResourceName"]
+            for o in classes
+            if "extendedResourceName" in o["spec"]
+        }
+        assert plugin & named == set(), overlay.name
 
 
 def test_device_plugin_selection_resolves_every_resource_on_a_sample_host(

@@ -802,3 +802,51 @@ def test_hostpath_example_asks_for_kvm_through_a_shipped_device_class() -> None:
     assert {c["resourceClaimTemplateName"] for c in claims.values()} == {template.name}
     for container in pod.obj["spec"]["containers"]:
         assert {c["name"] for c in container["resources"]["claims"]} <= claims.keys()
+
+
+# --- shipped overlays -------------------------------------------------------------------------------
+
+OVERLAYS = K8S / "overlays"
+
+
+def _built(overlay: Path) -> list[Obj]:
+    run = subprocess.run(
+        ["kubectl", "kustomize", str(overlay)], capture_output=True, text=True, check=False
+    )
+    assert run.returncode == 0, run.stderr
+    return [obj for obj in yaml.safe_load_all(run.stdout) if obj]
+
+
+def test_every_overlay_builds_into_schema_valid_objects() -> None:
+    """`kubectl kustomize` builds each overlay, and every object it yields (patched DaemonSets,
+    the overlay's own DeviceClasses) matches the official schemas."""
+    overlays = sorted(p.parent for p in OVERLAYS.glob("*/kustomization.yaml"))
+    assert {p.name for p in overlays} >= {"example", "intel-desktop"}
+    for overlay in overlays:
+        errors = {
+            f"{overlay.name}: {obj['kind']}/{obj['metadata']['name']}": _schema_errors(obj)
+            for obj in _built(overlay)
+        }
+        assert {where: found for where, found in errors.items() if found} == {}
+
+
+def test_intel_desktop_discovery_also_sees_the_x11_socket_directory_read_only() -> None:
+    """The base does not mount /tmp/.X11-unix; the intel-desktop overlay gives discovery (and
+    only discovery) exactly that, read-only, at its own path, so the x11 device is found."""
+    built = _built(OVERLAYS / "intel-desktop")
+    daemonsets = {o["metadata"]["name"]: o for o in built if o["kind"] == "DaemonSet"}
+    for service in HOST_ACCESS:
+        doc = Doc(OVERLAYS / "intel-desktop", daemonsets[f"hostdev-{service}"])
+        volumes = {v["name"]: v for v in _pod_spec(doc).get("volumes", [])}
+        found = {
+            volumes[m["name"]]["hostPath"]["path"]: bool(m.get("readOnly", False))
+            for m in _container(doc).get("volumeMounts", [])
+            if "hostPath" in volumes[m["name"]]
+        }
+        assert all(
+            m["mountPath"] == volumes[m["name"]]["hostPath"]["path"]
+            for m in _container(doc).get("volumeMounts", [])
+            if "hostPath" in volumes[m["name"]]
+        ), service
+        extra = {"/tmp/.X11-unix": True} if service == "discovery" else {}
+        assert found == {**HOST_ACCESS[service].mounts, **extra}, service

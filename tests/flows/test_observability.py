@@ -57,7 +57,7 @@ async def test_one_prepare_is_one_trace_across_four_services(
         "OTEL_EXPORTER_OTLP_INSECURE": "true",
         "OTEL_BSP_SCHEDULE_DELAY": "50",
     }
-    await services.start(processes=True)
+    await services.start(processes=True, timeout=60)  # five processes with the SDK, on a busy CI
     plugin = await kubelet.wait_for_driver(node_config.driver, timeout=15)
     claim = await cluster.allocated_claim("default", "traced", [Allocated("kvm", "kvm")])
     assert (await plugin.prepare([claim])).kubelet_failure is None
@@ -83,6 +83,78 @@ async def test_one_prepare_is_one_trace_across_four_services(
     assert {"reserve devices", "write CDI spec"} <= {s.name for s in trace}
     consumers = {s.service for s in trace if s.name.startswith("process ")}
     assert {"preparer", "allocator", "cdi-writer"} <= consumers
+
+
+async def test_a_claims_prepare_and_unprepare_are_one_trace_linked_to_its_publish(
+    services: Services,
+    kubelet: KubeletSimulator,
+    node_config: NodeConfig,
+    cluster: Cluster,
+    receiver: tuple[OtlpReceiver, str],
+) -> None:
+    """The kubelet's two calls for one claim end up in one trace: the unprepare's work is a
+    child of the prepare's span (stored in the checkpoint), with spans of the gateway,
+    preparer, allocator and CDI writer for both halves; the prepare links to the discovery
+    pass that published the device, the unprepare to the kubelet call that asked for it."""
+    otlp, endpoint = receiver
+    services.extra_env |= {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
+        "OTEL_EXPORTER_OTLP_INSECURE": "true",
+        "OTEL_BSP_SCHEDULE_DELAY": "50",
+    }
+    await services.start(processes=True, timeout=60)  # five processes with the SDK, on a busy CI
+    plugin = await kubelet.wait_for_driver(node_config.driver, timeout=15)
+    claim = await cluster.allocated_claim("default", "lifelong", [Allocated("kvm", "kvm")])
+    assert (await plugin.prepare([claim])).kubelet_failure is None
+    assert (await plugin.unprepare([claim])).claims[claim.uid].error == ""
+    halves = {
+        ("gateway", "NodePrepareResources"),
+        ("preparer", "prepare claim"),
+        ("allocator", "process ReserveDevices"),
+        ("cdi-writer", "process WriteCdiSpecs"),
+        ("preparer", "unprepare claim"),
+        ("allocator", "process ReleaseDevices"),
+        ("cdi-writer", "process RemoveCdiSpecs"),
+    }
+
+    def claim_life(spans: list[ReceivedSpan]) -> list[ReceivedSpan]:
+        prepare = [s for s in spans if s.name == "prepare claim"]
+        prepare = [s for s in prepare if s.attributes.get("dra.claim.uid") == claim.uid]
+        return [s for s in spans if prepare and s.trace_id == prepare[0].trace_id]
+
+    def complete(spans: list[ReceivedSpan]) -> bool:
+        # Five processes export in any order: wait for both halves, and for every linked
+        # span with the root of its trace.
+        life = claim_life(spans)
+        links = {link[1] for s in life for link in s.links}
+        linked_traces = {s.trace_id for s in spans if s.span_id in links}
+        roots = {s.trace_id for s in spans if not s.parent_id}
+        return (
+            halves <= {(s.service, s.name) for s in life}
+            and bool(links)
+            and links <= {s.span_id for s in spans}
+            and linked_traces <= roots
+        )
+
+    async with asyncio.timeout(15):
+        spans = await otlp.wait_for(complete)
+    life = claim_life(spans)
+    by_id = {s.span_id: s for s in spans}
+    prepare = next(s for s in life if s.name == "prepare claim")
+    unprepare = next(s for s in life if s.name == "unprepare claim")
+    assert unprepare.parent_id == prepare.span_id
+    assert unprepare.attributes["dra.claim.uid"] == claim.uid
+    (root,) = [s for s in life if not s.parent_id]
+    assert (root.service, root.name) == ("gateway", "NodePrepareResources")
+    published = [by_id[span_id] for _, span_id in prepare.links]
+    assert [(s.service, s.name) for s in published] == [("discovery", "discover devices")]
+    assert "publish resource slices" in {
+        s.name for s in spans if s.trace_id == published[0].trace_id
+    }
+    (asked,) = [by_id[span_id] for _, span_id in unprepare.links]
+    asked_trace = [s for s in spans if s.trace_id == asked.trace_id]
+    assert ("gateway", "NodeUnprepareResources") in {(s.service, s.name) for s in asked_trace}
+    assert asked.trace_id != prepare.trace_id
 
 
 async def test_metrics_endpoints_show_histograms_after_a_prepare(

@@ -315,10 +315,11 @@ async def test_ended_stream_marks_devices_unhealthy(
     assert kubelet.registered(RESOURCE) is not None
 
 
-async def test_registering_again_replaces_the_old_plugin(
+async def test_registering_again_replaces_the_endpoint_and_keeps_the_old_stream(
     kubelet: DevicePluginKubelet, plugins: StartPlugin
 ) -> None:
-    """A second registration of the resource closes the first plugin's stream and takes over."""
+    """A second registration of the resource becomes the endpoint the kubelet lists and
+    allocates from; the first plugin's stream stays open until that plugin goes."""
     old = await plugins(endpoint="old.sock")
     await old.register()
     first = await kubelet.wait_registered(RESOURCE, timeout=5.0)
@@ -326,12 +327,57 @@ async def test_registering_again_replaces_the_old_plugin(
 
     await new.register()
     second = await kubelet.wait_registered(RESOURCE, timeout=5.0, newer_than=first)
-    await asyncio.wait_for(old.stream_closed.wait(), timeout=5.0)
     devices = await kubelet.wait_for(RESOURCE, lambda ds: len(ds) == 1, timeout=5.0)
 
     assert second.endpoint == "new.sock"
     assert devices == [DpDevice("kvm-9", "Healthy")]
     assert len(kubelet.registrations(RESOURCE)) == 2
+    assert not old.stream_closed.is_set()
+    await kubelet.allocate(RESOURCE, ["kvm-9"])
+    assert new.calls.count("Allocate") == 1
+    assert "Allocate" not in old.calls
+
+
+async def test_old_plugin_ending_its_stream_drops_the_new_one_on_a_per_name_kubelet(
+    kubelet: DevicePluginKubelet, plugins: StartPlugin
+) -> None:
+    """Kubelets up to 1.36 disconnect the client registered under the resource name when a
+    replaced plugin's stream ends: the new plugin's stream closes, its devices turn unhealthy."""
+    old = await plugins(endpoint="old.sock")
+    await old.register()
+    first = await kubelet.wait_registered(RESOURCE, timeout=5.0)
+    new = await plugins(endpoint="new.sock", device_list=[_device("kvm-9")])
+    await new.register()
+    await kubelet.wait_registered(RESOURCE, timeout=5.0, newer_than=first)
+    await kubelet.wait_for(RESOURCE, lambda ds: len(ds) == 1, timeout=5.0)
+
+    await old.stop()
+    await asyncio.wait_for(new.stream_closed.wait(), timeout=5.0)
+    devices = await kubelet.wait_for(RESOURCE, lambda ds: not ds[0].healthy, timeout=5.0)
+    assert devices == [DpDevice("kvm-9", "Unhealthy")]
+    assert not kubelet.stream_open(RESOURCE)
+
+
+async def test_old_plugin_ending_its_stream_leaves_the_new_one_on_a_per_instance_kubelet(
+    dp_dir: Path, plugins: StartPlugin, kubelet: DevicePluginKubelet
+) -> None:
+    """With per-instance endpoints (kubelet 1.37+) the old plugin's end changes nothing."""
+    await kubelet.close()
+    async with DevicePluginKubelet(dp_dir, dial_timeout=0.5, instance_endpoints=True) as sim:
+        old = await plugins(endpoint="old.sock")
+        await old.register()
+        first = await sim.wait_registered(RESOURCE, timeout=5.0)
+        new = await plugins(endpoint="new.sock", device_list=[_device("kvm-9")])
+        await new.register()
+        await sim.wait_registered(RESOURCE, timeout=5.0, newer_than=first)
+        await sim.wait_for(RESOURCE, lambda ds: len(ds) == 1, timeout=5.0)
+
+        await old.stop()
+        await asyncio.wait_for(old.stream_closed.wait(), timeout=5.0)
+        await sim.allocate(RESOURCE, ["kvm-9"])
+        assert sim.stream_open(RESOURCE)
+        assert not new.stream_closed.is_set()
+        assert sim.devices(RESOURCE) == [DpDevice("kvm-9", "Healthy")]
 
 
 async def test_allocate_returns_the_plugin_response(

@@ -9,24 +9,63 @@ import msgspec
 
 
 class HostPathSpec(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
-    """One host device node or path, or a glob of them.
+    """One host device node or path, or a glob of them; or several paths as one device.
 
     path:          absolute host path; a glob (`/dev/dri/renderD*`) gives one device per match.
+    paths:         instead of `path`: paths or globs handed over together as ONE device
+                   (the iGPU's `/dev/dri/card0` and `/dev/dri/renderD128`, every node of
+                   `/dev/vfio/*`); needs `name`; offered while at least one matches.
     name:          device name; derived from the path when absent (not allowed with a glob).
     type:          `device` (a device node) or `mount` (a file, directory or socket, bind-mounted).
     shared:        many claims may hold it at once (published with allowMultipleAllocations).
-    containerPath: where it appears in the container; the host path when absent.
+    slots:         a shared device for at most this many claims at once (KEP-5075 consumable
+                   capacity `slots`, each claim taking 1 unless it asks for more); implies
+                   `shared`. Absent: unlimited (`/dev/kvm`).
+    containerPath: where it appears in the container; the host path when absent (not with
+                   a glob or `paths`).
     permissions:   cgroup permissions for device nodes, a subset of `rwm`.
     readOnly:      bind-mount read-only.
+    env:           `NAME=value` variables set in the container with the device (`DISPLAY=:0`).
     """
 
-    path: str
+    path: str = ""
+    paths: tuple[str, ...] = ()
     name: str | None = None
     type: Literal["device", "mount"] = "device"
     shared: bool = False
+    slots: int | None = None
     container_path: str | None = None
     permissions: str = "rw"
     read_only: bool = False
+    env: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        # msgspec turns a ValueError here into a ValidationError naming the entry.
+        if bool(self.path) == bool(self.paths):
+            raise ValueError("give exactly one of path and paths")
+        if self.paths and not self.name:
+            raise ValueError(f"paths {list(self.paths)} need a name")
+        if self.paths and self.container_path:
+            raise ValueError("containerPath cannot be used with paths")
+        if self.slots is not None and not 1 <= self.slots <= MAX_SLOTS:
+            raise ValueError(f"slots must be between 1 and {MAX_SLOTS}, not {self.slots}")
+        for item in self.env:
+            if "=" not in item or not item.partition("=")[0]:
+                raise ValueError(f"env entry {item!r} is not NAME=value")
+
+    @property
+    def is_shared(self) -> bool:
+        """Whether many claims may hold the device at once."""
+        return self.shared or self.slots is not None
+
+    @property
+    def all_paths(self) -> tuple[str, ...]:
+        """`paths`, or `path` alone."""
+        return self.paths or (self.path,)
+
+
+# A quantity the scheduler adds up per device; far above any real number of users.
+MAX_SLOTS = 1_000_000
 
 
 class PciSelector(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):

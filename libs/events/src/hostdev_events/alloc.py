@@ -15,6 +15,11 @@ class DeviceWant(msgspec.Struct, frozen=True, kw_only=True):
     shareable: bool = False
     consumes: tuple[CounterUse, ...] = ()
     also_holds: tuple[str, ...] = ()  # exclusive entries taken with it (its IOMMU group)
+    # KEP-5075: the device's consumable capacities (totals) and what this want takes of
+    # them; `share_id` tells two shares of one device held by one owner apart.
+    capacity: dict[str, int] = {}
+    consumed: dict[str, int] = {}
+    share_id: str | None = None
 
 
 class ReserveDevices(Message, frozen=True, tag="alloc.reserve.v1"):
@@ -59,7 +64,9 @@ class Hold(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     version: int = 1
     holders: tuple[str, ...] = ()
     shareable: bool = False
-    used: dict[str, dict[str, int]] = {}  # owner -> counter -> amount
+    # owner -> counter -> amount; for a device with consumable capacity the key is the
+    # owner, or `<owner>#<shareID>` for each share of it, and the counters its capacities.
+    used: dict[str, dict[str, int]] = {}
 
 
 COUNTER_ENTRY_PREFIX = "counters-"
@@ -79,6 +86,16 @@ def is_device_entry(entry: str) -> bool:
 def counter_entry(counter_set: str) -> str:
     """The ledger entry of a shared counter set."""
     return COUNTER_ENTRY_PREFIX + counter_set
+
+
+def share_key(owner: str, share_id: str | None) -> str:
+    """The `Hold.used` key of one share of a device."""
+    return f"{owner}#{share_id}" if share_id else owner
+
+
+def owns_key(owner: str, key: str) -> bool:
+    """Whether a `Hold.used` key belongs to `owner` (itself or one of its shares)."""
+    return key == owner or key.startswith(owner + "#")
 
 
 def ledger_entries(wants: tuple[DeviceWant, ...]) -> tuple[str, ...]:

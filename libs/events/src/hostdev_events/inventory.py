@@ -61,6 +61,18 @@ class CounterUse(msgspec.Struct, frozen=True, kw_only=True):
     capacity: int
 
 
+class ConsumableCapacity(msgspec.Struct, frozen=True, kw_only=True):
+    """A capacity many claims of a shared device consume from (KEP-5075), as whole units.
+
+    Published with a request policy: a claim takes `default` unless it asks for more,
+    up to `value`; the scheduler records each claim's amount in the allocation result
+    (`consumedCapacity`) and the allocator checks the sum against `value`.
+    """
+
+    value: int
+    default: int = 1
+
+
 class Device(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """One device of the node's inventory (KV value `device.v1`, key node.device).
 
@@ -83,6 +95,11 @@ class Device(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     # Ledger entries held together with this device: every function of its IOMMU group,
     # so two claims can never split one group between them.
     also_holds: tuple[str, ...] = ()
+    # W3C traceparent of the discovery pass that last wrote this record (and published the
+    # slices with it); a claim's prepare links to it. Empty when tracing is off.
+    published_in: str = ""
+    # Consumable capacities of a shared device, by name (`slots`): how many may hold it.
+    consumable: dict[str, ConsumableCapacity] = {}
 
 
 class NotOffered(msgspec.Struct, frozen=True, kw_only=True):

@@ -51,6 +51,9 @@ class AllocatedDevice(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=T
     also_holds: tuple[str, ...] = ()
     admin_access: bool = False
     share_id: str | None = None
+    # KEP-5075: the device's consumable capacities (totals) and what this share takes.
+    capacity: dict[str, int] = {}
+    consumed: dict[str, int] = {}
 
 
 class Checkpoint(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -67,6 +70,9 @@ class Checkpoint(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     devices: tuple[AllocatedDevice, ...] = ()
     plans: tuple[AnyPlan, ...] = ()  # one per device, in the order they are applied
     outcome: ClaimOutcome | None = None
+    # W3C traceparent of the prepare's span: the unprepare, a separate kubelet call, continues
+    # that trace, so one claim's life is one trace. Empty when tracing is off.
+    trace_context: str = ""
     undo: tuple[PlanV1, ...] = ()  # version 1's plans: read and translated, never written
 
     def __post_init__(self) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 from hostdev_devconfig import HostPathSpec
 from hostdev_events.inventory import (
     Attribute,
+    ConsumableCapacity,
     ContainerEdits,
     Device,
     DeviceNodeEdit,
@@ -32,6 +33,8 @@ from hostdev_sysfs import HostRoot, PathEscapesRoot, device_number
 
 FAMILY = "hostpath"
 DISCOVERED_RDEV = DISCOVERED + "rdev"
+GROUP_PATHS = "paths"  # param: the configured paths and globs of a group, one per line
+SLOTS = "slots"  # the consumable capacity of a shared host path with `slots: N`
 
 
 class HostPathFamily:
@@ -51,66 +54,90 @@ class HostPathFamily:
         devices: dict[str, Device] = {}
         not_offered: list[NotOffered] = []
         for spec in self.specs:
-            try:
-                matches = self._matches(spec)
-            except PathEscapesRoot as err:
-                not_offered.append(_not_offered(spec.path, "path-outside-root", str(err)))
-                continue
-            if not matches:
-                what = "matches nothing" if globlib.has_magic(spec.path) else "does not exist"
-                reason = f"the configured path {spec.path} {what} on this host"
-                not_offered.append(_not_offered(spec.path, "device-node-missing", reason))
-            for host_path in matches:
-                device = self._device(spec, host_path)
+            for device in self._devices(spec, not_offered):
                 if device.name in devices:
                     reason = f"device name {device.name} is already taken by another path"
-                    not_offered.append(_not_offered(host_path, "duplicate-name", reason))
+                    candidate = device.params.get("path", device.name)
+                    not_offered.append(_not_offered(candidate, "duplicate-name", reason))
                     continue
                 devices[device.name] = device
         return Survey(
             offered=sorted(devices.values(), key=lambda d: d.name), not_offered=not_offered
         )
 
-    def _matches(self, spec: HostPathSpec) -> list[str]:
-        if globlib.has_magic(spec.path):
-            return self.root.glob(spec.path)
-        return [spec.path] if self.root.exists(spec.path) else []
+    def _devices(self, spec: HostPathSpec, not_offered: list[NotOffered]) -> list[Device]:
+        """The devices of one entry; what it cannot offer goes to `not_offered`."""
+        if not spec.paths:
+            matches = self._matches(spec.path, not_offered)
+            if not matches:
+                _missing(spec.path, not_offered)
+            return [self._device(spec, (host_path,)) for host_path in matches]
+        # One device for every path of the group, in the order given, each once.
+        found = list(
+            dict.fromkeys(m for pattern in spec.paths for m in self._matches(pattern, not_offered))
+        )
+        missing = [p for p in spec.paths if not globlib.has_magic(p) and p not in found]
+        if not found or missing:
+            # Half a group would hand over a GPU without its render node: offer nothing.
+            for path in missing or spec.paths:
+                _missing(path, not_offered, f" (needed by {spec.name})")
+            return []
+        return [self._device(spec, tuple(found))]
 
-    def _device(self, spec: HostPathSpec, host_path: str) -> Device:
-        is_glob = globlib.has_magic(spec.path)
-        name = spec.name if spec.name and not is_glob else dns_label(host_path)
-        container_path = spec.container_path if spec.container_path and not is_glob else host_path
-        real = str(self.root.path(host_path))
-        if spec.type == "device":
-            edits = ContainerEdits(
-                device_nodes=(
-                    DeviceNodeEdit(
-                        path=container_path, host_path=real, permissions=spec.permissions
-                    ),
+    def _matches(self, pattern: str, not_offered: list[NotOffered]) -> list[str]:
+        """Host paths matching a configured path or glob; one outside the root is noted."""
+        try:
+            if globlib.has_magic(pattern):
+                return self.root.glob(pattern)
+            return [pattern] if self.root.exists(pattern) else []
+        except PathEscapesRoot as err:
+            not_offered.append(_not_offered(pattern, "path-outside-root", str(err)))
+            return []
+
+    def _device(self, spec: HostPathSpec, host_paths: tuple[str, ...]) -> Device:
+        first = host_paths[0]
+        single = not spec.paths and not globlib.has_magic(spec.path)
+        name = spec.name if spec.name and (single or spec.paths) else dns_label(first)
+        container_path = spec.container_path if spec.container_path and single else None
+        nodes: list[DeviceNodeEdit] = []
+        mounts: list[MountEdit] = []
+        for host_path in host_paths:
+            real = str(self.root.path(host_path))
+            inside = container_path or host_path
+            if spec.type == "device":
+                nodes.append(
+                    DeviceNodeEdit(path=inside, host_path=real, permissions=spec.permissions)
                 )
-            )
-        else:
-            edits = ContainerEdits(
-                mounts=(
-                    MountEdit(
-                        host_path=real, container_path=container_path, read_only=spec.read_only
-                    ),
+            else:
+                mounts.append(
+                    MountEdit(host_path=real, container_path=inside, read_only=spec.read_only)
                 )
-            )
+        edits = ContainerEdits(device_nodes=tuple(nodes), mounts=tuple(mounts), env=spec.env)
         attributes = {
             ATTR_FAMILY: Attribute(string=FAMILY),
             "type": Attribute(string=spec.type),
-            **self._pci_attributes(host_path),
+            **self._pci_attributes(first),
         }
-        if len(host_path) <= 64:
-            attributes[ATTR_PATH] = Attribute(string=host_path)
+        # A group is selected by its first configured entry (`/dev/vfio/*`), which stays
+        # the same whichever nodes match today.
+        selector_path = spec.paths[0] if spec.paths else first
+        if len(selector_path) <= 64:
+            attributes[ATTR_PATH] = Attribute(string=selector_path)
+        # Numbers are compared for a node that stays: not for whatever a glob matched first.
+        stays = not globlib.has_magic(spec.paths[0]) if spec.paths else True
+        params = {"path": first, "type": spec.type, **(self._rdev(spec, first) if stays else {})}
+        if spec.paths:
+            params[GROUP_PATHS] = "\n".join(spec.paths)
         return Device(
             name=name,
             family=FAMILY,
             attributes=attributes,
-            shareable=spec.shared,
+            shareable=spec.is_shared,
             edits=edits,
-            params={"path": host_path, "type": spec.type, **self._rdev(spec, host_path)},
+            params=params,
+            consumable=(
+                {SLOTS: ConsumableCapacity(value=spec.slots)} if spec.slots is not None else {}
+            ),
         )
 
     def _rdev(self, spec: HostPathSpec, host_path: str) -> dict[str, str]:
@@ -155,8 +182,11 @@ class HostPathFamily:
 
     def healthy(self, device: Device) -> Health:
         path = device.params.get("path", "/nonexistent")
-        if not self.root.exists(path):
-            return Health(problem=f"{path} is gone")
+        for member in device.params.get(GROUP_PATHS, path).split("\n"):
+            # A glob member is there while anything matches: /dev/vfio/<group> nodes come
+            # and go as functions move to vfio-pci, the directory's device stays healthy.
+            if not self._matches(member, []):
+                return Health(problem=f"{member} is gone")
         was = device.params.get(DISCOVERED_RDEV)
         if was is None:
             return Health()
@@ -172,3 +202,12 @@ class HostPathFamily:
 
 def _not_offered(candidate: str, code: str, reason: str) -> NotOffered:
     return NotOffered(family=FAMILY, candidate=candidate, reason=reason, code=code)
+
+
+def _missing(path: str, not_offered: list[NotOffered], needed_by: str = "") -> None:
+    """Record a configured path that matches nothing on this host."""
+    if any(n.candidate == path for n in not_offered):
+        return  # already said why (outside the root)
+    what = "matches nothing" if globlib.has_magic(path) else "does not exist"
+    reason = f"the configured path {path} {what} on this host{needed_by}"
+    not_offered.append(_not_offered(path, "device-node-missing", reason))

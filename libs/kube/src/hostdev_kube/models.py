@@ -43,6 +43,8 @@ class AllocationResult(msgspec.Struct, frozen=True, kw_only=True, rename="camel"
     device: str
     admin_access: bool | None = None
     share_id: str | None = msgspec.field(default=None, name="shareID")
+    # KEP-5075: what this allocation takes of each capacity of a shared device (quantities).
+    consumed_capacity: dict[str, str] = {}
 
 
 class DeviceAllocation(msgspec.Struct, frozen=True, kw_only=True):

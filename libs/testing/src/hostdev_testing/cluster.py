@@ -32,6 +32,33 @@ class Allocated:
     driver: str = ""  # the cluster's driver when empty
     pool: str = ""  # the cluster's node when empty
     admin_access: bool = False
+    share_id: str = ""  # set by the scheduler for a device with allowMultipleAllocations
+    consumed: tuple[tuple[str, str], ...] = ()  # consumedCapacity: (capacity, quantity)
+
+
+# KEP-5004: the scheduler marks the claim it creates for a pod's extended resources.
+EXTENDED_RESOURCE_CLAIM = "resource.kubernetes.io/extended-resource-claim"
+
+
+@dataclass(frozen=True, slots=True)
+class ExtendedRequest:
+    """One container's extended resource served through DRA, as the 1.36 scheduler maps it.
+
+    The request is named `container-<i>-request-<j>`: i the container's index in
+    initContainers followed by containers, j the resource's index in the container's
+    sorted resource requests (informational upstream; the pod status holds the mapping).
+    """
+
+    container: str
+    container_index: int
+    resource_index: int
+    resource: str  # hostdev.k8s.io/kvm
+    device_class: str
+    devices: tuple[Allocated, ...]  # their `request` is ignored
+
+    @property
+    def request(self) -> str:
+        return f"container-{self.container_index}-request-{self.resource_index}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +68,17 @@ class Claim:
     namespace: str
     name: str
     uid: str
+
+
+def _result_fields(result: Allocated) -> dict[str, Any]:
+    fields: dict[str, Any] = {"device": result.device}
+    if result.admin_access:
+        fields["adminAccess"] = True
+    if result.share_id:
+        fields["shareID"] = result.share_id
+    if result.consumed:
+        fields["consumedCapacity"] = dict(result.consumed)
+    return fields
 
 
 def _exactly(device_class: str, admin: bool) -> dict[str, Any]:
@@ -128,8 +166,7 @@ class Cluster:
                     "request": r.request,
                     "driver": r.driver or self.driver,
                     "pool": r.pool or self.node,
-                    "device": r.device,
-                    **({"adminAccess": True} if r.admin_access else {}),
+                    **_result_fields(r),
                 }
                 for r in results
             ]
@@ -154,6 +191,77 @@ class Cluster:
         }
         await self.call("PUT", f"{path}/{name}/status", created)
         return Claim(namespace=namespace, name=name, uid=created["metadata"]["uid"])
+
+    async def extended_resource_claim(
+        self, namespace: str, pod: str, pod_uid: str, requests: list[ExtendedRequest]
+    ) -> tuple[Claim, dict[str, Any]]:
+        """The claim the scheduler creates and allocates for a pod's extended resources
+        backed by DRA (KEP-5004, Kubernetes 1.36), and the pod's
+        `status.extendedResourceClaimStatus` naming it; the claim is the pod's."""
+        claim = {
+            "apiVersion": "resource.k8s.io/v1",
+            "kind": "ResourceClaim",
+            "metadata": {
+                "generateName": f"{pod}-extended-resources-",
+                "namespace": namespace,
+                "annotations": {EXTENDED_RESOURCE_CLAIM: "true"},
+                "ownerReferences": [
+                    {
+                        "apiVersion": "v1",
+                        "kind": "Pod",
+                        "name": pod,
+                        "uid": pod_uid,
+                        "controller": True,
+                        "blockOwnerDeletion": True,
+                    }
+                ],
+            },
+            "spec": {
+                "devices": {
+                    "requests": [
+                        {
+                            "name": r.request,
+                            "exactly": {
+                                "deviceClassName": r.device_class,
+                                "allocationMode": "ExactCount",
+                                "count": len(r.devices),
+                            },
+                        }
+                        for r in requests
+                    ]
+                }
+            },
+        }
+        path = f"{RESOURCE_API}/namespaces/{namespace}/resourceclaims"
+        created = await self.call("POST", path, claim)
+        name = created["metadata"]["name"]
+        results = [
+            {
+                "request": r.request,
+                "driver": d.driver or self.driver,
+                "pool": d.pool or self.node,
+                **_result_fields(d),
+            }
+            for r in requests
+            for d in r.devices
+        ]
+        created["status"] = {
+            "allocation": {"devices": {"results": results}, "nodeSelector": self._node_selector()},
+            "reservedFor": [{"resource": "pods", "name": pod, "uid": pod_uid}],
+        }
+        await self.call("PUT", f"{path}/{name}/status", created)
+        status = {
+            "resourceClaimName": name,
+            "requestMappings": [
+                {"containerName": r.container, "resourceName": r.resource, "requestName": r.request}
+                for r in requests
+            ],
+        }
+        return Claim(namespace=namespace, name=name, uid=created["metadata"]["uid"]), status
+
+    def _node_selector(self) -> dict[str, Any]:
+        term = {"matchFields": [{"key": "metadata.name", "operator": "In", "values": [self.node]}]}
+        return {"nodeSelectorTerms": [term]}
 
     async def slices(self) -> list[dict[str, Any]]:
         """This node's ResourceSlices of this driver."""

@@ -98,6 +98,13 @@ class DevicePluginKubelet:
     stays registered, with its devices marked unhealthy. Register failures are answered with
     INVALID_ARGUMENT (bad request) or UNAVAILABLE (the plugin could not be reached); the real
     kubelet returns plain errors, which arrive as UNKNOWN.
+
+    A second plugin registering a resource name replaces the first as the endpoint the kubelet
+    calls; the first keeps its connection until its plugin goes. Then kubelets up to 1.36,
+    which key their clients by resource name only, disconnect the client registered under
+    that name, which is by then the new one: its connection is closed and the devices turn
+    unhealthy (kubernetes/kubernetes#121994). Kubelets with per-instance endpoints
+    (kubernetes/kubernetes#135437, `instance_endpoints=True`) leave the new one alone.
     """
 
     def __init__(
@@ -106,8 +113,12 @@ class DevicePluginKubelet:
         *,
         dial_timeout: float = DIAL_TIMEOUT,
         call_timeout: float = CALL_TIMEOUT,
+        instance_endpoints: bool = False,
     ) -> None:
         self.dir = Path(device_plugins_dir).absolute()
+        self.instance_endpoints = instance_endpoints
+        # Replaced plugins whose connection is still open, as the kubelet keeps them.
+        self._replaced: list[DpPluginConnection] = []
         self.dial_timeout = dial_timeout
         self.call_timeout = call_timeout
         self.pod_resources = PodResourcesTable()
@@ -324,8 +335,9 @@ class DevicePluginKubelet:
         if self._server is not None:
             await self._server.stop(grace=None)
             self._server = None
-        plugins = list(self._plugins.values())
+        plugins = [*self._plugins.values(), *self._replaced]
         self._plugins.clear()
+        self._replaced.clear()
         for plugin in plugins:
             await plugin.close()
         for resource in self._devices:
@@ -390,7 +402,9 @@ class DevicePluginKubelet:
         self._plugins[resource] = plugin
         self._history.append(registration)
         plugin.start_watch(self._on_devices)
-        if old is not None:
+        if old is not None and old.stream_open:
+            self._replaced.append(old)
+        elif old is not None:
             # Shielded: a kubelet stop cancelling this call must not leak the old connection.
             await asyncio.shield(old.close())
         await self._notify()
@@ -402,6 +416,7 @@ class DevicePluginKubelet:
         """Take a ListAndWatch message of the current plugin; None means its stream ended."""
         resource = plugin.resource_name
         if self._plugins.get(resource) is not plugin:
+            await self._on_replaced(plugin, devices)
             return
         if devices is None:
             # The kubelet keeps the resource, but nothing of it is allocatable any more.
@@ -410,4 +425,26 @@ class DevicePluginKubelet:
             self._devices[resource] = devices
             for observer in self._observers:
                 observer(resource, devices)
+        await self._notify()
+
+    async def _on_replaced(
+        self, plugin: DpPluginConnection, devices: tuple[DpDevice, ...] | None
+    ) -> None:
+        """A message of a replaced plugin: the per-name kubelet still takes its lists, and
+        when its stream ends it disconnects whichever client the name has now."""
+        if self.instance_endpoints:
+            if devices is None and plugin in self._replaced:
+                self._replaced.remove(plugin)
+            return
+        resource = plugin.resource_name
+        if devices is not None:
+            self._devices[resource] = devices
+        else:
+            if plugin in self._replaced:
+                self._replaced.remove(plugin)
+            current = self._plugins.get(resource)
+            if current is not None:
+                _log.info("device-plugin kubelet: dropping the client of %s", resource)
+                await current.close()
+                self._mark_unhealthy(resource)
         await self._notify()

@@ -14,7 +14,8 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc as pb_
 
 @dataclass(frozen=True, slots=True)
 class ReceivedSpan:
-    """One span as exported: ids, parent, name, its service and its attributes."""
+    """One span as exported: ids, parent, name, its service, its attributes and the spans it
+    links to as (trace ID, span ID)."""
 
     service: str
     name: str
@@ -22,6 +23,7 @@ class ReceivedSpan:
     span_id: str
     parent_id: str
     attributes: dict[str, Any]
+    links: tuple[tuple[str, str], ...] = ()
 
 
 def _value(value: Any) -> Any:
@@ -61,6 +63,9 @@ class OtlpReceiver(pb_grpc.TraceServiceServicer):
                             span_id=span.span_id.hex(),
                             parent_id=span.parent_span_id.hex(),
                             attributes={a.key: _value(a.value) for a in span.attributes},
+                            links=tuple(
+                                (link.trace_id.hex(), link.span_id.hex()) for link in span.links
+                            ),
                         )
                     )
         async with self._changed:

@@ -154,13 +154,21 @@ class Services:
                 self._run_task(name)
         await self._wait_ready(set(wanted), timeout)
 
-    def _run_task(self, name: str) -> None:
+    async def start_instance(
+        self, name: str, key: str, env: dict[str, str], timeout: float = 20.0
+    ) -> None:
+        """Start one more instance of a service as a task (a rolling update runs two), kept
+        under `key` for stop(key); returns once it reports ready."""
+        self._run_task(name, key=key, env=env)
+        await self._wait_ready({name}, timeout)
+
+    def _run_task(self, name: str, *, key: str = "", env: dict[str, str] | None = None) -> None:
         from hostdev_runtime.runner import run_service
         from hostdev_runtime.settings import load_settings
 
         module = MODULES[name]
         settings_module = importlib.import_module(f"{module}.settings")
-        settings = load_settings(settings_module.Settings, self.env(name))
+        settings = load_settings(settings_module.Settings, {**self.env(name), **(env or {})})
         if name == "preparer":
             from hostdev_testing.fake_preparer import faked
 
@@ -169,7 +177,7 @@ class Services:
             built = importlib.import_module(f"{module}.app").app(settings)
         stopping = asyncio.Event()
         task = asyncio.create_task(run_service(name, settings, built, stopping), name=name)
-        self.running[name] = _Running(task=task, stopping=stopping)
+        self.running[key or name] = _Running(task=task, stopping=stopping)
 
     async def _spawn(self, name: str) -> None:
         log = (self.config.workdir / f"{name}.log").open("ab")
@@ -208,7 +216,7 @@ class Services:
 
     async def stop_all(self) -> None:
         """Stop everything still running, gateway first (it faces the kubelet)."""
-        order = sorted(self.running, key=lambda n: n != "gateway")
+        order = sorted(self.running, key=lambda n: not n.startswith("gateway"))
         for name in order:
             await self.stop(name)
 

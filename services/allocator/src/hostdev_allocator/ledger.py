@@ -16,6 +16,8 @@ from hostdev_events.alloc import (
     Hold,
     counter_entry,
     is_device_entry,
+    owns_key,
+    share_key,
 )
 from hostdev_events.base import ErrorCode
 from hostdev_runtime.errors import HandlerError
@@ -132,10 +134,18 @@ def _steps(owner: str, wants: Sequence[DeviceWant]) -> list[_Step]:
     steps: dict[str, _Step] = {}
     usage: dict[str, dict[str, int]] = {}
     capacity: dict[str, dict[str, int]] = {}
+    shares: dict[str, dict[str, dict[str, int]]] = {}  # device -> share key -> amounts
+    totals: dict[str, dict[str, int]] = {}
     for want in wants:
-        steps[want.device] = _Step(
-            want.device, _add(owner, want.shareable), _held_by(f"device {want.device}")
-        )
+        if want.capacity:
+            shares.setdefault(want.device, {})[share_key(owner, want.share_id)] = {
+                name: want.consumed.get(name, 0) for name in want.capacity
+            }
+            totals[want.device] = want.capacity
+        else:
+            steps[want.device] = _Step(
+                want.device, _add(owner, want.shareable), _held_by(f"device {want.device}")
+            )
         for extra in want.also_holds:
             steps.setdefault(extra, _Step(extra, _add(owner, False), _held_by(extra)))
         for use in want.consumes:
@@ -143,6 +153,12 @@ def _steps(owner: str, wants: Sequence[DeviceWant]) -> list[_Step]:
             usage.setdefault(entry, {})
             usage[entry][use.counter] = usage[entry].get(use.counter, 0) + use.value
             capacity.setdefault(entry, {})[use.counter] = use.capacity
+    for device, taken in shares.items():
+        steps[device] = _Step(
+            device,
+            _share(owner, taken, totals[device]),
+            _full(device, taken, totals[device]),
+        )
     for entry, amounts in usage.items():
         steps[entry] = _Step(
             entry,
@@ -161,6 +177,42 @@ def _add(owner: str, shareable: bool) -> _Decision:
         return Hold(holders=(*hold.holders, owner), shareable=shareable)
 
     return add
+
+
+def _in_use(hold: Hold, name: str) -> int:
+    return sum(u.get(name, 0) for u in hold.used.values())
+
+
+def _share(owner: str, taken: dict[str, dict[str, int]], total: dict[str, int]) -> _Decision:
+    """Shares of a device with consumable capacity: refused when the sum would exceed it."""
+
+    def share(hold: Hold) -> Hold | None:
+        if owner in hold.holders:
+            return hold
+        if hold.holders and not hold.shareable:
+            return None  # held exclusively (a record from before it had capacity)
+        for name, value in total.items():
+            if _in_use(hold, name) + sum(t.get(name, 0) for t in taken.values()) > value:
+                return None
+        return Hold(holders=(*hold.holders, owner), shareable=True, used={**hold.used, **taken})
+
+    return share
+
+
+def _full(
+    device: str, taken: dict[str, dict[str, int]], total: dict[str, int]
+) -> Callable[[Hold], str]:
+    def explain(hold: Hold) -> str:
+        if hold.holders and not hold.shareable:
+            return f"device {device} is held by {', '.join(hold.holders)}"
+        parts = [
+            f"{name}: {_in_use(hold, name)} of {value} in use by {len(hold.holders)} holders, "
+            f"{sum(t.get(name, 0) for t in taken.values())} more asked"
+            for name, value in sorted(total.items())
+        ]
+        return f"device {device} has no capacity left ({'; '.join(parts)})"
+
+    return explain
 
 
 def _consume(owner: str, amounts: dict[str, int], capacity: dict[str, int]) -> _Decision:
@@ -183,7 +235,7 @@ def _remove(owner: str) -> _Decision:
         return Hold(
             holders=tuple(h for h in hold.holders if h != owner),
             shareable=hold.shareable,
-            used={o: u for o, u in hold.used.items() if o != owner},
+            used={o: u for o, u in hold.used.items() if not owns_key(owner, o)},
         )
 
     return remove

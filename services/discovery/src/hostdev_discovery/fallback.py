@@ -59,14 +59,18 @@ class SharedFallback:
             if not device.shareable:
                 published.append(device)
                 continue
-            copies = [copy_name(device.name, i) for i in range(self.copies)]
+            # No more copies than users the device has, never more than configured.
+            count = min(_users(device) or self.copies, self.copies)
+            copies = [copy_name(device.name, i) for i in range(count)]
             why = self._no_copies(device.name, copies, names)
             if why:
                 exclusive[device.name] = why
                 published.append(msgspec.structs.replace(device, shareable=False))
                 continue
+            # A copy is one whole user of the device: its capacities go with the copying.
             published.extend(
-                msgspec.structs.replace(device, name=name, shareable=False) for name in copies
+                msgspec.structs.replace(device, name=name, shareable=False, consumable={})
+                for name in copies
             )
         self._report_exclusive(exclusive)
         return published
@@ -74,7 +78,7 @@ class SharedFallback:
     def _no_copies(self, device: str, copies: list[str], taken: set[str]) -> str:
         if not copies:
             return "HOSTDEV_SHARED_COPIES is 0"
-        if not copies_fit(device, self.copies):
+        if not copies_fit(device, len(copies)):
             return f"copy name {copies[-1]!r} is longer than 63 characters"
         clash = sorted(taken.intersection(copies))
         return f"copy name {clash[0]!r} is another device's name" if clash else ""
@@ -141,3 +145,10 @@ class SharedFallback:
                 await asyncio.wait_for(stopping.wait(), period)
             if not stopping.is_set():
                 await self.probe(kube, pool)
+
+
+def _users(device: Device) -> int:
+    """How many claims a device with consumable capacities serves at their defaults
+    (`slots: 4` gives 4 copies); 0 when it has none."""
+    counts = [c.value // c.default for c in device.consumable.values() if c.default > 0]
+    return min(counts) if counts else 0

@@ -7,7 +7,9 @@ import logging
 from collections.abc import Coroutine, Sequence
 from typing import Any
 
-from hostdev_bus import Bus, KeyExists, KvStore, WrongRevision
+import msgspec
+
+from hostdev_bus import Bus, KeyExists, KvStore, WrongRevision, tracing
 from hostdev_events import subjects
 from hostdev_events.inventory import Device, InventoryChanged
 
@@ -16,6 +18,20 @@ logger = logging.getLogger(__name__)
 # Writes in flight at once: one at a time, 10,000 devices take seconds; all at once would
 # flood the connection's pending buffer.
 CONCURRENT_WRITES = 64
+
+
+def _same(known: tuple[Device, int] | None, scanned: Device) -> bool:
+    """Whether a scanned device equals its record, apart from the pass that wrote it."""
+    if known is None:
+        return False
+    record = known[0]
+    if record.published_in:
+        record = msgspec.structs.replace(record, published_in="")
+    return record == scanned
+
+
+def _stamped(device: Device, stamp: str) -> Device:
+    return msgspec.structs.replace(device, published_in=stamp) if stamp else device
 
 
 async def bounded(
@@ -56,10 +72,12 @@ class InventoryStore:
     async def publish(self, devices: Sequence[Device]) -> InventoryChanged | None:
         """Write changed devices, delete gone ones, announce the change; None if nothing changed."""
         wanted = {d.name: d for d in devices}
-        changed = [n for n, d in wanted.items() if self._known.get(n, (None, 0))[0] != d]
+        changed = [n for n, d in wanted.items() if not _same(self._known.get(n), d)]
         removed = [n for n in self._known if n not in wanted]
+        stamp = tracing.traceparent()  # this pass's span, recorded in what it writes
         await bounded(
-            [self._write(n, wanted[n]) for n in changed] + [self._remove(n) for n in removed]
+            [self._write(n, _stamped(wanted[n], stamp)) for n in changed]
+            + [self._remove(n) for n in removed]
         )
         if not changed and not removed:
             return None

@@ -62,24 +62,28 @@ class Scanner:
         return self.health.update(self.clock.monotonic(), survey.offered, self._check)
 
     async def scan_once(self) -> list[Device]:
-        """One pass: discover, check health, write the inventory, publish slices if needed."""
+        """One pass: discover, check health, write the inventory, publish slices if needed.
+
+        One trace: the devices written record this span, so a claim's trace links to the
+        pass that published them, slices included."""
         with tracer.start_as_current_span("discover devices") as span:
             devices, changes = await asyncio.to_thread(self._scan)
             span.set_attribute("dra.device.count", len(devices))
             self._count(devices)
             changed = await self.store.publish(devices)
-        if changes:
-            with tracer.start_as_current_span(
-                "health changed", attributes={telemetry.ATTR_DEVICES: [c.device for c in changes]}
-            ):
-                event = HealthChanged(node=self.node, changes=tuple(changes))
-                await self.bus.publish(subjects.health_changed(self.node), event)
-            logger.info(
-                "health changed", extra={"changes": [msgspec.to_builtins(c) for c in changes]}
-            )
-        if self.publisher is not None and (changed is not None or self.slices_stale):
-            await self.publisher.reconcile(devices)
-            self.slices_stale = False
+            if changes:
+                with tracer.start_as_current_span(
+                    "health changed",
+                    attributes={telemetry.ATTR_DEVICES: [c.device for c in changes]},
+                ):
+                    event = HealthChanged(node=self.node, changes=tuple(changes))
+                    await self.bus.publish(subjects.health_changed(self.node), event)
+                logger.info(
+                    "health changed", extra={"changes": [msgspec.to_builtins(c) for c in changes]}
+                )
+            if self.publisher is not None and (changed is not None or self.slices_stale):
+                await self.publisher.reconcile(devices)
+                self.slices_stale = False
         return devices
 
     def _count(self, devices: list[Device]) -> None:

@@ -80,6 +80,28 @@ class Quantity(_Api, frozen=True, kw_only=True, omit_defaults=True, rename="came
     value: str
 
 
+class ValidRange(_Api, frozen=True, kw_only=True, omit_defaults=True, rename="camel"):
+    """capacity.requestPolicy.validRange: amounts from min to max in steps."""
+
+    min: str
+    max: str
+    step: str | None = None
+
+
+class RequestPolicy(_Api, frozen=True, kw_only=True, omit_defaults=True, rename="camel"):
+    """capacity.requestPolicy (KEP-5075): what a claim takes, and what it may ask for."""
+
+    default: str
+    valid_range: ValidRange
+
+
+class Capacity(_Api, frozen=True, kw_only=True, omit_defaults=True, rename="camel"):
+    """devices[].capacity[name]: a quantity, with a request policy when consumable."""
+
+    value: str
+    request_policy: RequestPolicy | None = None
+
+
 class CounterSet(_Api, frozen=True, kw_only=True, omit_defaults=True, rename="camel"):
     """spec.sharedCounters[]."""
 
@@ -106,7 +128,7 @@ class SliceDevice(_Api, frozen=True, kw_only=True, omit_defaults=True, rename="c
 
     name: str
     attributes: dict[str, Attribute] = {}
-    capacity: dict[str, Quantity] = {}
+    capacity: dict[str, Capacity] = {}
     allow_multiple_allocations: bool = False
     consumes_counters: tuple[CounterConsumption, ...] = ()
     taints: tuple[Taint, ...] = ()
@@ -162,7 +184,7 @@ def slice_device(device: Device, taint_effect: str | None = None) -> SliceDevice
     return SliceDevice(
         name=device.name,
         attributes=dict(sorted(device.attributes.items())),
-        capacity={k: Quantity(value=v) for k, v in sorted(device.capacity.items())},
+        capacity=_capacity(device),
         allow_multiple_allocations=device.shareable,
         consumes_counters=_consumes(device),
         taints=(Taint(key=TAINT_KEY, effect=taint_effect),) if tainted and taint_effect else (),
@@ -177,6 +199,26 @@ def _json(value: object) -> Any:
 def device_json(device: Device, taint_effect: str | None = None) -> dict[str, Any]:
     """`slice_device` as the API's JSON."""
     out: dict[str, Any] = _json(slice_device(device, taint_effect))
+    return out
+
+
+def _capacity(device: Device) -> dict[str, Capacity]:
+    """Fixed capacities, and for a shared device its KEP-5075 consumable ones: a claim takes
+    `default` unless it asks for more, whole units from `default` up to the total."""
+    out = {k: Capacity(value=v) for k, v in sorted(device.capacity.items())}
+    if not (device.consumable and device.shareable):
+        return out
+    for name, capacity in sorted(device.consumable.items()):
+        step = "1" if capacity.default + 1 <= capacity.value else None  # min + step <= total
+        out[name] = Capacity(
+            value=str(capacity.value),
+            request_policy=RequestPolicy(
+                default=str(capacity.default),
+                valid_range=ValidRange(
+                    min=str(capacity.default), max=str(capacity.value), step=step
+                ),
+            ),
+        )
     return out
 
 

@@ -90,7 +90,10 @@ async def _start_device_plugins(
         ResourcePlugin(s, feed, ctx.bus, node, settings.dp_cdi, restorer.restoring) for s in specs
     ]
     sockets = DevicePlugins(
-        Path(settings.device_plugins_dir), plugins, before_register=restorer.begin
+        Path(settings.device_plugins_dir),
+        plugins,
+        instance=settings.pod_uid,
+        before_register=restorer.begin,
     )
     ctx.spawn(restorer.run(ctx.stopping, settings.pod_resources_seconds))
     ctx.spawn(sockets.run(ctx.stopping))

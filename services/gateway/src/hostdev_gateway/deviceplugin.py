@@ -53,6 +53,8 @@ class ResourcePlugin(pb_grpc.DevicePluginServicer):
         self.node = node
         self.cdi = cdi
         self.restoring = restoring  # IDs of a resource held by pods, not yet rebuilt
+        self.streams_open = 0  # ListAndWatch streams the kubelet holds now
+        self.streams_opened = 0  # ... and ever opened, to tell a dropped stream from none yet
 
     def offers(self) -> list[dp_model.Offered]:
         """The IDs offered right now."""
@@ -70,18 +72,23 @@ class ResourcePlugin(pb_grpc.DevicePluginServicer):
     async def ListAndWatch(
         self, request: pb.Empty, context: Context
     ) -> AsyncIterator[pb.ListAndWatchResponse]:
-        await self.feed.ready.wait()
-        last: pb.ListAndWatchResponse | None = None
-        while True:
-            version = self.feed.version
-            response = pb.ListAndWatchResponse(devices=[_device(o) for o in self.offers()])
-            if response != last:
-                with tracer.start_as_current_span(
-                    "ListAndWatch send", attributes={"dra.resource": self.spec.name}
-                ):
-                    yield response
-                last = response
-            await self.feed.wait_newer(version)
+        self.streams_open += 1
+        self.streams_opened += 1
+        try:
+            await self.feed.ready.wait()
+            last: pb.ListAndWatchResponse | None = None
+            while True:
+                version = self.feed.version
+                response = pb.ListAndWatchResponse(devices=[_device(o) for o in self.offers()])
+                if response != last:
+                    with tracer.start_as_current_span(
+                        "ListAndWatch send", attributes={"dra.resource": self.spec.name}
+                    ):
+                        yield response
+                    last = response
+                await self.feed.wait_newer(version)
+        finally:
+            self.streams_open -= 1
 
     async def GetPreferredAllocation(
         self, request: pb.PreferredAllocationRequest, context: Context

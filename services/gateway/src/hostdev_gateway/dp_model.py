@@ -51,6 +51,13 @@ def _available(spec: ResourceSpec, device: Device, hold: Hold | None) -> bool:
     return not foreign or (hold.shareable and device.shareable)
 
 
+def _shares(spec: ResourceSpec, device: Device) -> int:
+    """How many IDs a shared device gets: `shares`, but no more than the users its
+    consumable capacities allow (`slots: 4`), since each ID takes one when allocated."""
+    users = [c.value // c.default for c in device.consumable.values() if c.default > 0]
+    return min([spec.shares, *users])
+
+
 def offered(
     spec: ResourceSpec,
     devices: Mapping[str, Device],
@@ -75,7 +82,7 @@ def offered(
         )
         health = HEALTHY if usable else UNHEALTHY
         ids = (
-            [slot_id(name, i) for i in range(spec.shares)]
+            [slot_id(name, i) for i in range(_shares(spec, device))]
             if spec.shares > 1 and device.shareable
             else [name]
         )
@@ -115,6 +122,13 @@ def kubevirt_env(resource: str, prepared: Sequence[DpPrepared]) -> dict[str, str
     return env
 
 
-def plugin_socket_name(resource: str) -> str:
-    """The socket file name under the kubelet's device plugin directory."""
-    return "hostdev-" + resource.replace("/", "_") + ".sock"
+INSTANCE_CHARS = 8  # of the pod UID: 32 random bits tell two pods of one node apart
+
+
+def plugin_socket_name(resource: str, instance: str = "") -> str:
+    """The socket file name under the kubelet's device plugin directory; with an instance
+    (the pod UID) two gateways of a rolling update each serve and register their own.
+    Only the UID's first characters go in: the whole of it would push long resource names
+    past the 107 bytes a unix socket path may have."""
+    suffix = f"-{instance[:INSTANCE_CHARS]}" if instance else ""
+    return "hostdev-" + resource.replace("/", "_") + suffix + ".sock"

@@ -3,6 +3,13 @@
 A restarting kubelet deletes every socket in its device plugin directory and makes a
 new kubelet.sock; it never dials old plugins. So the gateway watches kubelet.sock and
 its own sockets and, on any change, serves fresh sockets and registers again.
+
+During a rolling update two gateways run at once, each with sockets named after its pod
+UID; the newer one registers and the kubelet replaces the endpoint of the resource name.
+Kubelets up to 1.36 key their clients by resource name only: when the old gateway's
+ListAndWatch stream ends, they drop the client registered under that name, which is by
+then the new gateway's. So a gateway whose stream the kubelet dropped while it keeps
+serving registers that resource again at once.
 """
 
 from __future__ import annotations
@@ -35,6 +42,11 @@ class _Served:
     plugin: ResourcePlugin
     path: Path
     server: grpc.aio.Server | None = None
+    opened_before: int = 0  # the plugin's stream count when it last registered
+
+    def dropped(self) -> bool:
+        """The kubelet opened ListAndWatch after our last registration and closed it since."""
+        return self.plugin.streams_opened > self.opened_before and self.plugin.streams_open == 0
 
 
 @dataclass(slots=True)
@@ -43,6 +55,7 @@ class DevicePlugins:
 
     directory: Path
     plugins: list[ResourcePlugin]
+    instance: str = ""  # the pod UID: socket names of two gateways side by side differ
     served: list[_Served] = field(default_factory=list)
     kubelet_identity: tuple[int, int] | None = None
     registrations: int = 0
@@ -62,7 +75,8 @@ class DevicePlugins:
     async def _serve_all(self) -> None:
         await self._stop_all()
         for plugin in self.plugins:
-            item = _Served(plugin, self.directory / plugin_socket_name(plugin.spec.name))
+            name = plugin_socket_name(plugin.spec.name, self.instance)
+            item = _Served(plugin, self.directory / name)
             item.server = server(plugin)
             await serve_unix(item.server, item.path)
             self.served.append(item)
@@ -74,6 +88,7 @@ class DevicePlugins:
         self.served.clear()
 
     async def _register(self, item: _Served) -> None:
+        item.opened_before = item.plugin.streams_opened
         target = f"unix:{self.directory / KUBELET_SOCKET}"
         async with grpc.aio.insecure_channel(target) as channel:
             stub = pb_grpc.RegistrationStub(channel)
@@ -95,6 +110,7 @@ class DevicePlugins:
         if identity is None:
             return  # no kubelet (yet): nothing to register with
         if identity == self.kubelet_identity and self._intact():
+            await self._register_dropped()
             return
         if self.before_register is not None:
             try:
@@ -110,6 +126,18 @@ class DevicePlugins:
             logger.warning("registration failed; retrying", extra={"error": err.details()})
             return
         self.kubelet_identity = identity
+
+    async def _register_dropped(self) -> None:
+        for item in self.served:
+            if item.dropped():
+                logger.warning(
+                    "the kubelet dropped our ListAndWatch stream; registering again",
+                    extra={"resource": item.plugin.spec.name},
+                )
+                try:
+                    await self._register(item)
+                except grpc.aio.AioRpcError as err:
+                    logger.warning("registration failed; retrying", extra={"error": err.details()})
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Keep the plugins registered until stopping, then remove their sockets."""

@@ -13,7 +13,8 @@ class Settings(CommonSettings, frozen=True, kw_only=True):
     registry_dir: the directory the kubelet watches for registration sockets
                   (HOSTDEV_REGISTRY_DIR); ours is `<registry_dir>/<driver>-reg.sock`.
     pod_uid:      set (from the downward API) to run two instances side by side during a
-                  rolling update: socket names then carry the UID (HOSTDEV_POD_UID).
+                  rolling update: DRA socket names then carry the UID, device plugin socket
+                  names its first 8 characters (HOSTDEV_POD_UID).
     devices_config: the device selection file; its `resources` list names the device
                   plugin resources (HOSTDEV_DEVICES_CONFIG). A missing file offers none.
     device_plugins_dir: the kubelet's device plugin directory with `kubelet.sock`

@@ -107,6 +107,9 @@ async def allocate_held(allocation: DpAllocation, call: Call) -> DpPrepared:
                 shareable=device.shareable,
                 consumes=device.consumes,
                 also_holds=device.also_holds,
+                # A device-plugin ID is one user of the device, at each capacity's default.
+                capacity={name: c.value for name, c in device.consumable.items()},
+                consumed={name: c.default for name, c in device.consumable.items()},
             ),
         ),
         plans=(plan,),

@@ -234,8 +234,14 @@ def current(deps: Deps, checkpoint: Checkpoint) -> bool:
 def wants(checkpoint: Checkpoint) -> tuple[DeviceWant, ...]:
     """The ledger entries to hold: every device but those asked for with adminAccess."""
     wants = {
-        d.device: DeviceWant(
-            device=d.device, shareable=d.shareable, consumes=d.consumes, also_holds=d.also_holds
+        (d.device, d.share_id): DeviceWant(
+            device=d.device,
+            shareable=d.shareable,
+            consumes=d.consumes,
+            also_holds=d.also_holds,
+            capacity=d.capacity,
+            consumed=d.consumed,
+            share_id=d.share_id,
         )
         for d in checkpoint.devices
         if not d.admin_access

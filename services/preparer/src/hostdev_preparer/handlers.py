@@ -9,11 +9,13 @@ from __future__ import annotations
 import asyncio
 import datetime
 import logging
+from collections.abc import Iterable
+from contextlib import AbstractContextManager
 
 import msgspec
 from opentelemetry import trace
 
-from hostdev_bus import KeyExists
+from hostdev_bus import KeyExists, tracing
 from hostdev_events.base import ErrorCode
 from hostdev_events.claims import (
     ClaimOutcome,
@@ -22,6 +24,7 @@ from hostdev_events.claims import (
     UnprepareClaims,
     UnprepareClaimsReply,
 )
+from hostdev_events.inventory import Device
 from hostdev_events.plans import AnyPlan, ObservedPlan
 from hostdev_events.state import AllocatedDevice, Checkpoint
 from hostdev_kube import NotFound, ResourceClaim
@@ -169,9 +172,12 @@ async def _plan(call: Call, claim: ResourceClaim) -> Checkpoint:
     allocated = selection.our_results(claim, call.claim.uid, call.deps.driver, call.deps.node)
     configs = selection.request_configs(claim, call.deps.driver)
     devices: list[AllocatedDevice] = []
+    found_devices: list[Device] = []
     plans: dict[str, AnyPlan] = {}
     for result_request, item in allocated:
         device = await inventory_device(call, item.device)
+        found_devices.append(device)
+        capacity, consumed = selection.capacity_use(device, item.consumed)
         devices.append(
             msgspec.structs.replace(
                 item,
@@ -179,6 +185,8 @@ async def _plan(call: Call, claim: ResourceClaim) -> Checkpoint:
                 shareable=device.shareable,
                 consumes=device.consumes,
                 also_holds=device.also_holds,
+                capacity=capacity,
+                consumed=consumed,
             )
         )
         if item.admin_access and device.name not in plans:
@@ -197,6 +205,7 @@ async def _plan(call: Call, claim: ResourceClaim) -> Checkpoint:
                 family.blocking, family.plan, device, call.claim.uid, config
             )
     selection.check_interface_names(plans.values())
+    _link_publishes(d.published_in for d in found_devices)
     return Checkpoint(
         claim=call.claim,
         step=machine.step_kept(None, machine.Event.PLANNED),
@@ -204,17 +213,30 @@ async def _plan(call: Call, claim: ResourceClaim) -> Checkpoint:
         pod_claim_name=claim.metadata.annotations.get(selection.POD_CLAIM_NAME_ANNOTATION, ""),
         devices=tuple(devices),
         plans=tuple(plans.values()),
+        trace_context=tracing.traceparent(),
     )
 
 
+def _link_publishes(published_in: Iterable[str]) -> None:
+    """Link the claim's span to the discovery passes that published its devices."""
+    span = trace.get_current_span()
+    if not span.is_recording():
+        return
+    for value in set(published_in):
+        publish = tracing.stored_span(value)
+        if publish is not None:
+            span.add_link(publish)
+
+
 async def _unprepare_one(call: Call) -> str:
-    with tracer.start_as_current_span(
-        "unprepare claim", attributes={telemetry.ATTR_CLAIM_UID: call.claim.uid}
-    ) as span:
-        started = call.deps.clock.monotonic()
-        async with call.deps.locks.hold(call.claim.uid):
+    started = call.deps.clock.monotonic()
+    async with call.deps.locks.hold(call.claim.uid):
+        try:
+            found = await call.deps.checkpoints.get(call.key)
+        except Exception as err:
+            return _unprepare_failed(call, err, trace.get_current_span())
+        with _unprepare_span(call, found[0] if found else None) as span:
             try:
-                found = await call.deps.checkpoints.get(call.key)
                 families: set[str] = set()
                 match machine.on_unprepare(None if found is None else found[0]):
                     case machine.Undo(recorded):
@@ -236,7 +258,27 @@ async def _unprepare_one(call: Call) -> str:
                 )
                 return ""
             except Exception as err:
-                code, error = failed("unprepare", call.claim.uid, err)
-                call.deps.metrics.errors.labels("unprepare", code).inc()
-                span.set_status(trace.StatusCode.ERROR, error)
-                return error
+                return _unprepare_failed(call, err, span)
+
+
+def _unprepare_span(
+    call: Call, checkpoint: Checkpoint | None
+) -> AbstractContextManager[trace.Span]:
+    """The claim's unprepare span: a child of its prepare span when the checkpoint recorded
+    one (one trace per claim), linked to this kubelet call's own trace."""
+    attributes = {telemetry.ATTR_CLAIM_UID: call.claim.uid}
+    parent = tracing.stored_context(checkpoint.trace_context) if checkpoint else None
+    if parent is None:
+        return tracer.start_as_current_span("unprepare claim", attributes=attributes)
+    this_call = trace.get_current_span().get_span_context()
+    links = [trace.Link(this_call)] if this_call.is_valid else []
+    return tracer.start_as_current_span(
+        "unprepare claim", context=parent, links=links, attributes=attributes
+    )
+
+
+def _unprepare_failed(call: Call, err: Exception, span: trace.Span) -> str:
+    code, error = failed("unprepare", call.claim.uid, err)
+    call.deps.metrics.errors.labels("unprepare", code).inc()
+    span.set_status(trace.StatusCode.ERROR, error)
+    return error

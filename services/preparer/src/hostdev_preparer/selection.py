@@ -6,11 +6,13 @@ ClaimRejected with the reason the kubelet shows.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import msgspec
 
+from hostdev_events.inventory import Device
 from hostdev_events.plans import AnyPlan
 from hostdev_events.state import AllocatedDevice
 from hostdev_families import sriov
@@ -60,9 +62,35 @@ def our_results(
             device=result.device,
             admin_access=bool(result.admin_access),
             share_id=result.share_id,
+            consumed=whole_units(result.device, result.consumed_capacity),
         )
         found.append((result.request, device))
     return found
+
+
+_WHOLE = re.compile(r"^(0|[1-9][0-9]{0,17})$")
+
+
+def whole_units(device: str, quantities: dict[str, str]) -> dict[str, int]:
+    """A result's consumedCapacity as whole units; the driver's capacities (`slots`) are
+    counts, so anything else is refused rather than rounded."""
+    out: dict[str, int] = {}
+    for name, quantity in quantities.items():
+        if not _WHOLE.match(quantity):
+            raise ClaimRejected(
+                f"device {device}: consumed capacity {name}={quantity!r} is not a whole number"
+            )
+        out[name] = int(quantity)
+    return out
+
+
+def capacity_use(device: Device, consumed: dict[str, int]) -> tuple[dict[str, int], dict[str, int]]:
+    """(totals, amounts taken) of a device's consumable capacities for one allocation: what
+    the scheduler recorded, or each capacity's default where it recorded nothing (an
+    allocation from before the feature, or a server that dropped the field)."""
+    totals = {name: c.value for name, c in device.consumable.items()}
+    taken = {name: consumed.get(name, c.default) for name, c in device.consumable.items()}
+    return totals, taken
 
 
 def config_applies(requests: Sequence[str], result_request: str) -> bool:

@@ -19,7 +19,9 @@ from hostdev_testing.apiserver.resources import Obj
 
 # KEP-5075, beta and on by default since 1.36.
 CONSUMABLE_CAPACITY = "DRAConsumableCapacity"
-KNOWN = frozenset({CONSUMABLE_CAPACITY})
+# KEP-5004, beta and on by default since 1.36: DeviceClass.spec.extendedResourceName.
+EXTENDED_RESOURCE = "DRAExtendedResource"
+KNOWN = frozenset({CONSUMABLE_CAPACITY, EXTENDED_RESOURCE})
 
 
 class UnknownFeatureGate(ValueError):
@@ -64,6 +66,9 @@ class FeatureGates:
 
     def drop_disabled(self, plural: str, new: Obj, old: Obj | None, *, status: bool) -> None:
         """Clear in `new` what a disabled gate guards, as the resource's strategy does."""
+        kept = "extendedResourceName" in ((old or {}).get("spec") or {})
+        if plural == "deviceclasses" and not self.enabled(EXTENDED_RESOURCE) and not kept:
+            (new.get("spec") or {}).pop("extendedResourceName", None)
         if self.enabled(CONSUMABLE_CAPACITY):
             return
         if plural == "resourceslices" and not status:

@@ -209,7 +209,21 @@ def claim_update(new: dict[str, Any], old: dict[str, Any]) -> list[FieldError]:
 
 def device_class_spec(spec: dict[str, Any]) -> list[FieldError]:
     errors = _selectors("spec.selectors", spec.get("selectors"))
+    if "extendedResourceName" in spec:
+        errors += extended_resource_name("spec.extendedResourceName", spec["extendedResourceName"])
     return errors + unique_list("spec.config", spec.get("config"), MAX_CONFIGS, opaque)
+
+
+def extended_resource_name(path: str, name: Any) -> list[FieldError]:
+    """KEP-5004: a name a pod can put in resources.limits as an extended resource: it has a
+    domain, the domain is not kubernetes.io's (those are native resources, the implicit
+    `deviceclass.resource.kubernetes.io/<class>` names included), and `requests.<name>`
+    is a qualified name (what a ResourceQuota key becomes)."""
+    text = name if isinstance(name, str) else ""
+    native = "/" not in text or "kubernetes.io/" in text
+    if native or text.startswith("requests.") or rules.qualified_name_errors("requests." + text):
+        return [invalid(path, name, "must be a valid extended resource name")]
+    return []
 
 
 def template_spec(spec: dict[str, Any]) -> list[FieldError]:

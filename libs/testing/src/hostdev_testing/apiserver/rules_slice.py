@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable
+from decimal import Decimal
 from typing import Any
 
-from hostdev_testing.apiserver import rules
+from hostdev_testing.apiserver import quantity, rules
 from hostdev_testing.apiserver.errors import (
     FieldError,
     duplicate,
@@ -297,7 +298,106 @@ def device(path: str, item: dict[str, Any], per_device: bool) -> list[FieldError
 def _capacity(path: str, value: dict[str, Any], multi: bool) -> list[FieldError]:
     if "requestPolicy" in value and not multi:
         return [forbidden(f"{path}.requestPolicy", "allowMultipleAllocations must be true")]
+    policy = value.get("requestPolicy")
+    if not isinstance(policy, dict):
+        return []
+    return _request_policy(f"{path}.requestPolicy", policy, quantity.value(value.get("value")))
+
+
+MAX_VALID_VALUES = 10
+
+
+def _request_policy(path: str, policy: dict[str, Any], total: Decimal | None) -> list[FieldError]:
+    """KEP-5075 request policies as kube-apiserver checks them: one of validValues and
+    validRange, a default when either is set, and their bounds within the capacity."""
+    valid_range, valid_values = policy.get("validRange"), policy.get("validValues")
+    if valid_values and valid_range is not None:
+        detail = 'exactly one policy can be specified, cannot specify "validValues" and "validRange" at the same time'
+        return [forbidden(path, detail)]
+    if not valid_values and valid_range is None:
+        return []
+    kind = "validValues" if valid_values else "validRange"
+    default = quantity.value(policy.get("default"))
+    if "default" not in policy:
+        return [required(f"{path}.default", f"required when {kind} is defined")]
+    if default is None or total is None:
+        return []  # not a quantity: the schema check says so
+    if isinstance(valid_values, list):
+        return _valid_values(f"{path}.validValues", valid_values, default, total)
+    if isinstance(valid_range, dict):
+        return _valid_range(f"{path}.validRange", valid_range, default, total)
     return []
+
+
+def _valid_values(
+    path: str, items: list[Any], default: Decimal, total: Decimal
+) -> list[FieldError]:
+    if len(items) > MAX_VALID_VALUES:
+        return [too_many(path, len(items), MAX_VALID_VALUES)]
+    numbers = [quantity.value(v) for v in items]
+    errors: list[FieldError] = []
+    for index in range(1, len(numbers)):
+        before, after = numbers[index - 1], numbers[index]
+        if before is not None and after is not None and before > after:
+            errors.append(
+                invalid(
+                    f"{path}[{index}]", items[index], "values must be sorted in ascending order"
+                )
+            )
+    seen: set[Decimal] = set()
+    for index, number in enumerate(numbers):
+        if number is None:
+            continue
+        if number > total:
+            errors.append(
+                invalid(
+                    f"{path}[{index}]",
+                    items[index],
+                    f"option is larger than capacity value: {total}",
+                )
+            )
+        if number in seen:
+            errors.append(duplicate(f"{path}[{index}]", items[index]))
+        seen.add(number)
+    if default not in seen:
+        errors.append(
+            invalid(path, str(default), "default value is not valid according to the requestPolicy")
+        )
+    return errors
+
+
+def _valid_range(
+    path: str, item: dict[str, Any], default: Decimal, total: Decimal
+) -> list[FieldError]:
+    low, high = quantity.value(item.get("min")), quantity.value(item.get("max"))
+    step = quantity.value(item.get("step"))
+    if low is None:
+        return []  # the schema requires min
+    errors: list[FieldError] = []
+    if low > total:
+        errors.append(
+            invalid(f"{path}.min", item["min"], f"min is larger than capacity value: {total}")
+        )
+    if default < low:
+        errors.append(invalid(f"{path}.min", str(default), f"default is less than min: {low}"))
+    if high is not None:
+        if low > high:
+            errors.append(invalid(f"{path}.max", item["min"], f"min is larger than max: {high}"))
+        if high > total:
+            errors.append(
+                invalid(f"{path}.max", item["max"], f"max is larger than capacity value: {total}")
+            )
+        if default > high:
+            errors.append(invalid(f"{path}.max", str(default), f"default is more than max: {high}"))
+    if step is not None and step > 0:
+        if low + step > total:
+            detail = f"one step {low + step} is larger than capacity value: {total}"
+            errors.append(invalid(f"{path}.step", item["step"], detail))
+        for bound in (default, high):
+            if bound is not None and (bound - low) % step != 0:
+                detail = f"value is not a multiple of a given step ({step}) from ({low})"
+                errors.append(invalid(f"{path}.step", str(bound), detail))
+    return errors
 
 
 def _counter_set(path: str, item: dict[str, Any]) -> list[FieldError]:
