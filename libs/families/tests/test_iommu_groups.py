@@ -9,6 +9,7 @@ import pytest
 
 from hostdev_devconfig import PciSelector, SriovSelector
 from hostdev_events.alloc import group_entry
+from hostdev_events.plans import PciPlan
 from hostdev_families import FamilyError
 from hostdev_families.pci import GROUP_COUNTER, IommuGroupShared, PciFamily
 from hostdev_families.sriov import SriovFamily
@@ -89,8 +90,9 @@ def test_plan_with_the_opt_in_records_every_member_to_move_and_restore(tmp_path:
     family = _pci(sample, PciSelector(vendor="144d", whole_group=True))
     (nvme,) = family.survey().offered
     plan = family.plan(nvme, "uid", {})
-    assert plan.data["members"] == f"{sample.nvme},{sample.nvme_sibling}"
-    assert plan.data[f"driver/{sample.nvme_sibling}"] == "ahci"
+    assert isinstance(plan, PciPlan)
+    assert [m.address for m in plan.members] == [sample.nvme, sample.nvme_sibling]
+    assert plan.members[1].driver == "ahci"
 
 
 def test_vfio_mode_vf_sharing_its_group_is_not_offered_and_netdevice_vf_cannot_go_vfio(

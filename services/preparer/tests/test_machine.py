@@ -1,224 +1,127 @@
-"""The claim state machine's decisions, without any I/O."""
+"""The claim state machine's decisions and transitions: tables over step, boot and outcome."""
 
 from __future__ import annotations
 
-from typing import Any
-
-import msgspec
 import pytest
 
-from hostdev_events.inventory import ContainerEdits, DeviceNodeEdit, MountEdit
-from hostdev_events.state import AllocatedDevice, HostUndo
-from hostdev_kube import ResourceClaim
+from hostdev_events.base import ErrorCode
+from hostdev_events.claims import ClaimOutcome, ClaimRef, PreparedDevice
+from hostdev_events.state import Checkpoint, ClaimStep
 from hostdev_preparer import machine
+from hostdev_preparer.errors import ClaimRejected
 
-DRIVER = "hostdev.k8s.io"
+BOOT = "boot-now"
+EARLIER = "boot-before"
+OUTCOME = ClaimOutcome(
+    devices=(PreparedDevice(request_names=("r",), pool="n1", device="kvm", cdi_device_ids=()),)
+)
 
 
-def _claim(uid: str, results: list[dict[str, str]], allocated: bool = True) -> ResourceClaim:
-    status = {"allocation": {"devices": {"results": results}}} if allocated else {}
-    return msgspec.convert(
-        {"metadata": {"name": "c", "namespace": "ns", "uid": uid}, "status": status}, ResourceClaim
+def _record(
+    step: ClaimStep, boot: str = BOOT, outcome: ClaimOutcome | None = OUTCOME
+) -> Checkpoint:
+    return Checkpoint(
+        claim=ClaimRef(namespace="ns", name="c", uid="u1"), step=step, boot_id=boot, outcome=outcome
     )
-
-
-def test_only_this_drivers_results_are_taken_and_subrequests_stripped() -> None:
-    """Other drivers' results are skipped; `req/sub` becomes `req`."""
-    claim = _claim(
-        "u1",
-        [
-            {"request": "gpu/fast", "driver": DRIVER, "pool": "n1", "device": "kvm"},
-            {"request": "nic", "driver": "nic.example.com", "pool": "n1", "device": "eth0"},
-        ],
-    )
-    (device,) = machine.our_devices(claim, "u1", DRIVER, "n1")
-    assert (device.request, device.device, device.pool) == ("gpu", "kvm", "n1")
 
 
 @pytest.mark.parametrize(
-    ("uid", "allocated", "pool", "message"),
+    ("step", "boot", "outcome", "expected"),
     [
-        ("other", True, "n1", "replaced"),
-        ("u1", False, "n1", "not allocated"),
-        ("u1", True, "n2", "pool"),
+        (None, BOOT, None, machine.Plan),
+        (ClaimStep.PREPARING, BOOT, None, machine.Resume),
+        (ClaimStep.PREPARING, EARLIER, None, machine.Resume),
+        (ClaimStep.COMPLETED, BOOT, OUTCOME, machine.Answer),
+        (ClaimStep.COMPLETED, "", OUTCOME, machine.Answer),  # recorded before boot IDs
+        (ClaimStep.COMPLETED, EARLIER, OUTCOME, machine.Resume),
+        (ClaimStep.COMPLETED, BOOT, None, machine.Resume),  # completed without an answer
+        (ClaimStep.UNPREPARING, BOOT, None, machine.FinishUndo),
+        (ClaimStep.UNPREPARING, EARLIER, OUTCOME, machine.FinishUndo),
     ],
 )
-def test_claims_that_cannot_be_prepared_here_are_rejected(
-    uid: str, allocated: bool, pool: str, message: str
+def test_prepare_decision_by_step_boot_and_outcome(
+    step: ClaimStep | None, boot: str, outcome: ClaimOutcome | None, expected: type
 ) -> None:
-    """Replaced, unallocated, or other-node claims are rejected with a reason."""
-    claim = _claim(
-        "u1", [{"request": "r", "driver": DRIVER, "pool": pool, "device": "kvm"}], allocated
-    )
-    with pytest.raises(machine.ClaimRejected, match=message):
-        machine.our_devices(claim, uid, DRIVER, "n1")
+    """Only a record completed in this boot is answered as it is; a cut-short prepare and one
+    from an earlier boot are carried out from the record; a cut-short undo is finished."""
+    found = None if step is None else _record(step, boot, outcome)
+    decision = machine.on_prepare(found, BOOT)
+    assert type(decision) is expected
+    if isinstance(decision, machine.Answer):
+        assert decision.outcome == OUTCOME
+    if isinstance(decision, machine.Resume | machine.FinishUndo):
+        assert decision.checkpoint == found
 
 
-def test_claim_spec_has_one_cdi_device_per_device_and_minimal_version() -> None:
-    """Device nodes and mounts become CDI edits; the spec declares the lowest version it needs."""
-    undo = (
-        HostUndo(
-            device="kvm",
-            family="hostpath",
-            edits=ContainerEdits(
-                device_nodes=(DeviceNodeEdit(path="/dev/kvm", host_path="/r/dev/kvm"),)
-            ),
-        ),
-        HostUndo(
-            device="x11",
-            family="hostpath",
-            edits=ContainerEdits(
-                mounts=(MountEdit(host_path="/r/x", container_path="/x", read_only=True),)
-            ),
-        ),
-    )
-    spec = machine.claim_spec(DRIVER, "1b2c", undo)
-    assert spec is not None
-    assert spec.cdi_version == "0.5.0"
-    assert [d.name for d in spec.devices] == ["1b2c-kvm", "1b2c-x11"]
-    mount = spec.devices[1].container_edits.mounts[0]
-    assert mount.options[0] == "ro"
-    assert mount.type == "bind"
+def test_node_without_a_boot_id_answers_every_completed_record() -> None:
+    """An unknown boot of the node counts as the one the record was made in."""
+    assert isinstance(machine.on_prepare(_record(ClaimStep.COMPLETED, EARLIER), ""), machine.Answer)
 
 
-def test_outcome_lists_cdi_ids_only_for_devices_with_edits() -> None:
-    """A device that injects nothing is returned without CDI IDs."""
-    devices = [
-        AllocatedDevice(request="r", pool="n1", device="kvm"),
-        AllocatedDevice(request="r", pool="n1", device="none"),
-    ]
-    undo = (
-        HostUndo(
-            device="kvm",
-            family="hostpath",
-            edits=ContainerEdits(
-                device_nodes=(DeviceNodeEdit(path="/dev/kvm", host_path="/dev/kvm"),)
-            ),
-        ),
-        HostUndo(device="none", family="hostpath"),
-    )
-    result = machine.outcome(DRIVER, "u", devices, machine.claim_spec(DRIVER, "u", undo))
-    assert [d.cdi_device_ids for d in result.devices] == [("k8s.hostdev.k8s.io/device=u-kvm",), ()]
+@pytest.mark.parametrize("step", [None, *ClaimStep])
+def test_unprepare_undoes_whatever_is_recorded(step: ClaimStep | None) -> None:
+    """Any record is undone, whatever its step; no record means nothing to do."""
+    found = None if step is None else _record(step)
+    decision = machine.on_unprepare(found)
+    if found is None:
+        assert decision == machine.Nothing()
+    else:
+        assert decision == machine.Undo(found)
 
 
-def test_claim_without_edits_writes_no_spec() -> None:
-    """Nothing to inject means no spec file at all."""
-    assert machine.claim_spec(DRIVER, "u", (HostUndo(device="d", family="f"),)) is None
+def test_conflicting_preparer_is_answered_once_it_completed_else_refused_as_stale() -> None:
+    """A record another preparer completed in this boot is its answer; one still preparing,
+    or from an earlier boot, refuses the call with a code the kubelet's retry resolves."""
+    assert machine.on_conflict(_record(ClaimStep.COMPLETED), BOOT).outcome == OUTCOME
+    for found in (None, _record(ClaimStep.PREPARING), _record(ClaimStep.COMPLETED, EARLIER)):
+        with pytest.raises(ClaimRejected, match="another preparer") as refused:
+            machine.on_conflict(found, BOOT)
+        assert refused.value.code == ErrorCode.STALE
 
 
-def _configured(results: list[dict[str, str]], config: list[dict[str, Any]]) -> ResourceClaim:
-    """A claim as read from the API (opaque parameters stay raw JSON until matched)."""
-    claim = {
-        "metadata": {"name": "c", "namespace": "ns", "uid": "u1"},
-        "status": {"allocation": {"devices": {"results": results, "config": config}}},
-    }
-    return msgspec.json.decode(msgspec.json.encode(claim), type=ResourceClaim)
-
-
-def _entry(
-    requests: list[str], source: str = "FromClaim", driver: str = DRIVER, **parameters: Any
-) -> dict[str, Any]:
-    return {
-        "source": source,
-        "requests": requests,
-        "opaque": {"driver": driver, "parameters": parameters},
-    }
+E = machine.Event
+S = ClaimStep
 
 
 @pytest.mark.parametrize(
-    ("requests", "result", "applies"),
+    ("step", "event", "after"),
     [
-        ([], "vf/netdev", True),  # no requests: every result
-        (["vf/netdev"], "vf/netdev", True),  # the subrequest itself
-        (["vf"], "vf/netdev", True),  # the parent: each of its subrequests
-        (["vf/vfio"], "vf/netdev", False),  # a sibling subrequest
-        (["vf"], "vf", True),  # a plain request
-        (["vf/netdev"], "vf", False),  # a subrequest never selects a plain result
-        (["nic"], "vf/netdev", False),  # another request
-        (["vfx"], "vf/netdev", False),  # a name that only starts the same
-        (["nic", "vf"], "vf/netdev", True),  # one of several
+        (None, E.PLANNED, S.PREPARING),
+        (S.PREPARING, E.COMPLETED, S.COMPLETED),
+        (S.COMPLETED, E.COMPLETED, S.COMPLETED),
+        (S.PREPARING, E.UNDOING, S.UNPREPARING),
+        (S.COMPLETED, E.UNDOING, S.UNPREPARING),
+        (S.UNPREPARING, E.UNDOING, S.UNPREPARING),
+        (S.UNPREPARING, E.UNDONE, None),
     ],
 )
-def test_config_requests_select_results_as_the_upstream_helper_does(
-    requests: list[str], result: str, applies: bool
+def test_step_transitions(
+    step: ClaimStep | None, event: machine.Event, after: ClaimStep | None
 ) -> None:
-    """An entry selects a result when it lists no requests, the result's own reference, or
-    the result's parent request; never a sibling subrequest."""
-    assert machine.config_applies(requests, result) is applies
+    """Each allowed transition of the record."""
+    assert machine.step_after(step, event) == after
 
 
-def test_subrequest_config_reaches_only_results_of_that_subrequest() -> None:
-    """`vf/netdev` config lands on the `vf/netdev` result and not on `nic/fast`; the parent
-    `vf` config and the unaddressed one land on both of their results."""
-    claim = _configured(
-        [
-            {"request": "vf/netdev", "driver": DRIVER, "pool": "n1", "device": "vf-a"},
-            {"request": "nic/fast", "driver": DRIVER, "pool": "n1", "device": "vf-b"},
-        ],
-        [
-            _entry([], vlan=1),
-            _entry(["vf"], trust=True),
-            _entry(["vf/netdev"], mode="netdevice"),
-            _entry(["nic/slow"], mode="vfio"),
-        ],
-    )
-    configs = machine.request_configs(claim, DRIVER)
-    assert configs == {
-        "vf/netdev": {"vlan": 1, "trust": True, "mode": "netdevice"},
-        "nic/fast": {"vlan": 1},
-    }
-    results = machine.our_results(claim, "u1", DRIVER, "n1")
-    assert [(r, d.request, d.device) for r, d in results] == [
-        ("vf/netdev", "vf", "vf-a"),
-        ("nic/fast", "nic", "vf-b"),
-    ]
+@pytest.mark.parametrize(
+    ("step", "event"),
+    [
+        (None, E.COMPLETED),  # completing without a recorded plan
+        (None, E.UNDOING),
+        (S.PREPARING, E.PLANNED),  # planning over a record
+        (S.COMPLETED, E.UNDONE),  # deleting a record whose undo never started
+        (S.UNPREPARING, E.COMPLETED),  # completing a claim being undone
+    ],
+)
+def test_transitions_outside_the_table_are_bugs(
+    step: ClaimStep | None, event: machine.Event
+) -> None:
+    """A transition the table does not list raises instead of writing a record."""
+    with pytest.raises(ValueError, match="no transition"):
+        machine.step_after(step, event)
 
 
-def test_claim_config_overrides_class_config_and_later_entries_earlier_ones() -> None:
-    """Class entries apply first whatever their place in the list, claim entries after
-    them in order; each later entry wins key by key, a subrequest's over its parent's when
-    it comes later, the parent's over the subrequest's when it does."""
-    claim = _configured(
-        [{"request": "vf/netdev", "driver": DRIVER, "pool": "n1", "device": "vf-a"}],
-        [
-            _entry(["vf/netdev"], mode="netdevice", vlan=2),
-            _entry(["vf"], source="FromClass", mode="vfio", vlan=1, trust=False),
-            _entry(["vf"], vlan=3),
-            _entry(["vf/netdev"], source="FromClass", interfaceName="data0"),
-        ],
-    )
-    assert machine.request_configs(claim, DRIVER)["vf/netdev"] == {
-        "mode": "netdevice",
-        "vlan": 3,
-        "trust": False,
-        "interfaceName": "data0",
-    }
-
-
-def test_other_drivers_config_and_results_are_ignored() -> None:
-    """Another driver's entries never reach our results, nor ours its results."""
-    claim = _configured(
-        [
-            {"request": "vf/netdev", "driver": DRIVER, "pool": "n1", "device": "vf-a"},
-            {"request": "gpu", "driver": "gpu.example.com", "pool": "n1", "device": "g0"},
-        ],
-        [_entry([], driver="gpu.example.com", mode="vfio"), _entry(["gpu"], vlan=5)],
-    )
-    assert machine.request_configs(claim, DRIVER) == {"vf/netdev": {}}
-
-
-def _vf_plan(device: str, mode: str, interface: str) -> HostUndo:
-    return HostUndo(device=device, family="sriov", data={"mode": mode, "interface": interface})
-
-
-def test_two_interfaces_of_one_claim_with_one_name_are_refused() -> None:
-    """Two netdevice VFs asked to be one name in the container fail the claim naming both;
-    a vfio VF's unused name and other families never count."""
-    plans = [
-        _vf_plan("vf-a", "netdevice", "net1"),
-        _vf_plan("vf-b", "vfio", "net1"),
-        HostUndo(device="kvm", family="hostpath", data={"interface": "net1"}),
-    ]
-    machine.check_interface_names(plans)
-    with pytest.raises(machine.ClaimRejected, match="vf-a and vf-c would both be interface 'net1'"):
-        machine.check_interface_names([*plans, _vf_plan("vf-c", "netdevice", "net1")])
+def test_kept_step_refuses_the_transition_that_deletes_the_record() -> None:
+    """Writing a record's next step never writes the deletion as a step."""
+    assert machine.step_kept(None, E.PLANNED) == S.PREPARING
+    with pytest.raises(ValueError, match="deletes the record"):
+        machine.step_kept(S.UNPREPARING, E.UNDONE)

@@ -6,7 +6,7 @@ import datetime
 from typing import Any
 
 from hostdev_events.inventory import ContainerEdits, NetDeviceEdit
-from hostdev_events.state import HostUndo
+from hostdev_events.plans import SriovPlan, VfValues
 from hostdev_preparer import status
 from hostdev_testing.apiserver.schema import OpenApi
 from hostdev_testing.schemas import schemas_dir
@@ -16,9 +16,24 @@ NOW = datetime.datetime(2026, 12, 3, 6, 0, tzinfo=datetime.UTC)
 SCHEMA = "io.k8s.api.resource.v1."
 
 
-def _netdevice(device: str, host: str, name: str, data: dict[str, str]) -> HostUndo:
+def _vf(device: str, mode: str, **fields: Any) -> SriovPlan:
+    return SriovPlan(
+        device=device, mode=mode, address="", pf="", pf_ifname="ens1f0", vf_index=0, **fields
+    )
+
+
+def _netdevice(
+    device: str, host: str, name: str, want_mac: str = "", read_mac: str = ""
+) -> SriovPlan:
     edits = ContainerEdits(net_devices=(NetDeviceEdit(host_interface_name=host, name=name),))
-    return HostUndo(device=device, family="sriov", data={"mode": "netdevice", **data}, edits=edits)
+    return _vf(
+        device,
+        "netdevice",
+        interface=name,
+        edits=edits,
+        want=VfValues(mac=want_mac or None),
+        read_mac=read_mac,
+    )
 
 
 def _unknown_fields(value: Any, schema: dict[str, Any], api: OpenApi) -> list[str]:
@@ -45,8 +60,8 @@ def test_entries_are_valid_allocated_device_statuses_with_no_unknown_field() -> 
     fields the schema has (an unknown one would be dropped silently by the API server)."""
     api = OpenApi.load(schemas_dir())
     plans = [
-        _netdevice("vf-a", "ens1f0v2", "vf-a", {"want.mac": "52:54:00:12:34:56"}),
-        _netdevice("vf-b", "ens1f0v3", "data1", {"read.mac": "02:00:00:00:00:03"}),
+        _netdevice("vf-a", "ens1f0v2", "vf-a", want_mac="52:54:00:12:34:56"),
+        _netdevice("vf-b", "ens1f0v3", "data1", read_mac="02:00:00:00:00:03"),
     ]
     entries = status.entries(DRIVER, "node-1", plans, NOW, generation=3)
     assert len(entries) == 2
@@ -59,10 +74,10 @@ def test_entries_say_handed_to_the_runtime_with_the_name_and_mac_the_driver_know
     """Ready/HandedToRuntime naming CDI netDevices; networkData has the name asked for and the
     MAC set (or else read), never IPs; no MAC known, none reported; vfio VFs get no entry."""
     plans = [
-        _netdevice("vf-a", "ens1f0v2", "net1", {"want.mac": "52:54:00:12:34:56"}),
-        _netdevice("vf-b", "ens1f0v3", "net2", {"read.mac": "02:00:00:00:00:03"}),
-        _netdevice("vf-c", "ens1f0v4", "net3", {}),
-        HostUndo(device="vf-d", family="sriov", data={"mode": "vfio"}),
+        _netdevice("vf-a", "ens1f0v2", "net1", want_mac="52:54:00:12:34:56"),
+        _netdevice("vf-b", "ens1f0v3", "net2", read_mac="02:00:00:00:00:03"),
+        _netdevice("vf-c", "ens1f0v4", "net3"),
+        _vf("vf-d", "vfio"),
     ]
     entries = {e["device"]: e for e in status.entries(DRIVER, "node-1", plans, NOW)}
     assert set(entries) == {"vf-a", "vf-b", "vf-c"}

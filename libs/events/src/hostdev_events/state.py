@@ -1,4 +1,19 @@
-"""Checkpoint records kept in JetStream KV, one per node and claim."""
+"""Checkpoint records kept in JetStream KV, one per node and claim.
+
+Versions. `version` tags each record: 1 (absent: version-1 writers left it out) kept plans
+as untagged `undo` records with string maps; 2 keeps typed `plans` (hostdev_events.plans).
+The rule for changing the stored form:
+
+- Compatible (no new version): a new field with a default that means "as before", in a
+  checkpoint or a plan; a new plan type with a new tag. Old records decode with the
+  default; an older reader ignores the field (msgspec skips unknown fields), so a rollback
+  still reads new records as long as it need not act on the new field.
+- Incompatible (bump CHECKPOINT_VERSION): renaming, removing or retyping a field, changing
+  a field's meaning or a tag. Keep the old form as a struct in hostdev_events.upgrade with
+  its translation, applied in Checkpoint.__post_init__, and a test that reads records the
+  old version wrote (captured from it, never hand-made). A record from a newer version than
+  the reader knows is refused, never guessed at.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +22,11 @@ import enum
 import msgspec
 
 from hostdev_events.claims import ClaimOutcome, ClaimRef
-from hostdev_events.inventory import Attribute, ContainerEdits, CounterUse
+from hostdev_events.inventory import CounterUse
+from hostdev_events.plans import AnyPlan
+from hostdev_events.upgrade import PlanV1, plan_from_v1
+
+CHECKPOINT_VERSION = 2
 
 
 class ClaimStep(enum.StrEnum):
@@ -37,32 +56,10 @@ class AllocatedDevice(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=T
     consumed: dict[str, int] = {}
 
 
-class HostUndo(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
-    """A family's plan for one device: what it will do, how to undo it, and the edits.
-
-    Planned (read-only) before the checkpoint records it, applied after, so a crash
-    between the two never loses what must be restored (an original driver, an mdev UUID).
-    """
-
-    device: str
-    family: str
-    data: dict[str, str] = {}
-    edits: ContainerEdits = ContainerEdits()
-    # What the workload learns about the device (KEP-5304 metadata): the published
-    # attributes plus what only prepare knows, such as a created mdev's UUID.
-    attributes: dict[str, Attribute] = {}
-    # The edits are already the final ones (a PCI group, a host path), so the spec can be
-    # written before the host actions run; false while apply has still to find them out.
-    final_edits: bool = True
-    # adminAccess: the device is handed over for monitoring, possibly while another claim
-    # uses it; it is neither reserved nor reconfigured, so nothing is done or undone.
-    observe_only: bool = False
-
-
 class Checkpoint(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
-    """Where one claim stands on this node (KV value `checkpoint.v1`)."""
+    """Where one claim stands on this node (KV value, version CHECKPOINT_VERSION)."""
 
-    version: int = 1
+    version: int = 1  # the default is what a version-1 record (which omits it) means
     claim: ClaimRef
     step: ClaimStep
     claim_generation: int = 0
@@ -71,8 +68,22 @@ class Checkpoint(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     # mdevs do not survive a reboot, so a completed claim from another boot is redone.
     boot_id: str = ""
     devices: tuple[AllocatedDevice, ...] = ()
-    undo: tuple[HostUndo, ...] = ()
+    plans: tuple[AnyPlan, ...] = ()  # one per device, in the order they are applied
     outcome: ClaimOutcome | None = None
     # W3C traceparent of the prepare's span: the unprepare, a separate kubelet call, continues
     # that trace, so one claim's life is one trace. Empty when tracing is off.
     trace_context: str = ""
+    undo: tuple[PlanV1, ...] = ()  # version 1's plans: read and translated, never written
+
+    def __post_init__(self) -> None:
+        if self.version > CHECKPOINT_VERSION:
+            raise ValueError(
+                f"checkpoint version {self.version} is newer than this driver's "
+                f"{CHECKPOINT_VERSION}; it was written by a newer release"
+            )
+        if self.version < CHECKPOINT_VERSION:
+            # Frozen, but still being built: the one place the record is upgraded.
+            upgraded = self.plans + tuple(plan_from_v1(p) for p in self.undo)
+            msgspec.structs.force_setattr(self, "plans", upgraded)
+            msgspec.structs.force_setattr(self, "undo", ())
+            msgspec.structs.force_setattr(self, "version", CHECKPOINT_VERSION)

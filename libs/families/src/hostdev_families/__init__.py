@@ -15,12 +15,11 @@ from hostdev_families.base import (
     DISCOVERED,
     NOT_SELECTED,
     Family,
-    FamilyError,
     Health,
-    HostRefused,
     Survey,
     dns_label,
 )
+from hostdev_families.errors import FamilyError, HostRefused
 from hostdev_families.netlink import Pyroute2Netlink, VfNetlink, VfSettings
 from hostdev_families.registry import build_families, check_health, discover_all, survey_all
 

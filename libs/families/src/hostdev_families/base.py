@@ -6,12 +6,13 @@ import hashlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import msgspec
 
 from hostdev_events.inventory import Device, NotOffered
-from hostdev_events.state import HostUndo
+from hostdev_events.plans import AnyPlan, Plan
+from hostdev_families.errors import FamilyError
 
 ATTR_FAMILY = "family"
 ATTR_PATH = "path"
@@ -27,18 +28,6 @@ _NOT_LABEL = re.compile(r"[^a-z0-9]+")
 
 # The problem text of a health check the host did not answer (an unreadable sysfs file).
 CHECK_FAILED = "health check failed"
-
-
-class FamilyError(Exception):
-    """A family could not do what was asked; `device` names the device."""
-
-    def __init__(self, device: str, message: str) -> None:
-        super().__init__(f"{device}: {message}")
-        self.device = device
-
-
-class HostRefused(FamilyError):
-    """The kernel refused a write (busy device, unknown type); nothing is left half-done."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +76,7 @@ class Family(Protocol):
         """The devices offered and every candidate not offered, with its reason."""
         ...
 
-    def plan(self, device: Device, claim_uid: str, config: Mapping[str, Any]) -> HostUndo:
+    def plan(self, device: Device, claim_uid: str, config: Mapping[str, Any]) -> AnyPlan:
         """Decide the host actions for a device and record how to undo them; no writes.
 
         `config` is the claim's opaque parameters for this driver and request; a value
@@ -95,12 +84,12 @@ class Family(Protocol):
         """
         ...
 
-    def apply(self, plan: HostUndo) -> HostUndo:
+    def apply(self, plan: AnyPlan) -> AnyPlan:
         """Carry out a plan (bind to vfio-pci, create an mdev); returns it with the final
         edits (an mdev's IOMMU group is known only once it exists). Raises HostRefused."""
         ...
 
-    def unprepare(self, undo: HostUndo) -> None:
+    def unprepare(self, plan: AnyPlan) -> None:
         """Undo `apply`; succeeding when there is nothing left to undo."""
         ...
 
@@ -108,6 +97,16 @@ class Family(Protocol):
         """Whether the device is still there and usable, and its error counters; reads only.
         `device.params` under DISCOVERED hold the values to compare the host with."""
         ...
+
+
+P = TypeVar("P", bound=Plan)
+
+
+def own_plan(plan: AnyPlan, kind: type[P]) -> P:
+    """The plan as this family's own type; another family's plan is refused, never misread."""
+    if not isinstance(plan, kind):
+        raise FamilyError(plan.device, f"a {plan.family} plan was handed to the {kind.__name__}")
+    return plan
 
 
 CONFIG_API_VERSION = "hostdev.k8s.io/v1alpha1"

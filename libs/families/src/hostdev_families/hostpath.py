@@ -16,7 +16,7 @@ from hostdev_events.inventory import (
     MountEdit,
     NotOffered,
 )
-from hostdev_events.state import HostUndo
+from hostdev_events.plans import AnyPlan, HostPathPlan
 from hostdev_families.base import (
     ATTR_FAMILY,
     ATTR_PATH,
@@ -27,6 +27,7 @@ from hostdev_families.base import (
     Survey,
     check_config,
     dns_label,
+    own_plan,
 )
 from hostdev_sysfs import HostRoot, PathEscapesRoot, device_number
 
@@ -169,17 +170,15 @@ class HostPathFamily:
             attrs[STD_PCIE_ROOT] = Attribute(string=top)
         return attrs
 
-    def plan(self, device: Device, claim_uid: str, config: Mapping[str, Any]) -> HostUndo:
+    def plan(self, device: Device, claim_uid: str, config: Mapping[str, Any]) -> AnyPlan:
         check_config(device.name, config, None)
-        return HostUndo(
-            device=device.name, family=FAMILY, edits=device.edits, attributes=device.attributes
-        )
+        return HostPathPlan(device=device.name, edits=device.edits, attributes=device.attributes)
 
-    def apply(self, plan: HostUndo) -> HostUndo:
-        return plan  # access is all a host path needs
+    def apply(self, plan: AnyPlan) -> AnyPlan:
+        return own_plan(plan, HostPathPlan)  # access is all a host path needs
 
-    def unprepare(self, undo: HostUndo) -> None:
-        return None
+    def unprepare(self, plan: AnyPlan) -> None:
+        own_plan(plan, HostPathPlan)
 
     def healthy(self, device: Device) -> Health:
         path = device.params.get("path", "/nonexistent")

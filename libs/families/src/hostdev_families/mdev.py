@@ -18,22 +18,24 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
+
 from hostdev_devconfig import MdevSelector
 from hostdev_events.inventory import Attribute, CounterUse, Device, NotOffered
-from hostdev_events.state import HostUndo
+from hostdev_events.plans import AnyPlan, MdevPlan
 from hostdev_families import pciattrs
 from hostdev_families.base import (
     ATTR_FAMILY,
     NOT_SELECTED,
     STD_PCI_BUS_ID,
     STD_PCIE_ROOT,
-    FamilyError,
     Health,
-    HostRefused,
     Survey,
     check_config,
     dns_label,
+    own_plan,
 )
+from hostdev_families.errors import FamilyError, HostRefused
 from hostdev_sysfs import HostRoot, SysfsWriter, read_function
 
 FAMILY = "mdev"
@@ -171,23 +173,21 @@ class MdevFamily:
                 )
         return devices
 
-    def plan(self, device: Device, claim_uid: str, config: Mapping[str, Any]) -> HostUndo:
+    def plan(self, device: Device, claim_uid: str, config: Mapping[str, Any]) -> AnyPlan:
         check_config(device.name, config, None)
         instance = str(uuidlib.uuid4())  # recorded before creation, so a crash can clean it up
-        return HostUndo(
+        return MdevPlan(
             device=device.name,
-            family=FAMILY,
-            data={
-                "parent": device.params["parent"],
-                "type": device.params["type"],
-                "uuid": instance,
-            },
+            parent=device.params["parent"],
+            type=device.params["type"],
+            uuid=instance,
             final_edits=False,  # the mdev's IOMMU group is known once it exists
             attributes={**device.attributes, ATTR_MDEV_UUID: Attribute(string=instance)},
         )
 
-    def apply(self, plan: HostUndo) -> HostUndo:
-        instance, parent, mtype = plan.data["uuid"], plan.data["parent"], plan.data["type"]
+    def apply(self, plan: AnyPlan) -> AnyPlan:
+        mdev = own_plan(plan, MdevPlan)
+        instance, parent, mtype = mdev.uuid, mdev.parent, mdev.type
         if not self.root.exists(f"/sys/bus/mdev/devices/{instance}"):
             base = f"{MDEV_BUS}/{parent}/mdev_supported_types/{mtype}"
             if not self.root.exists(base):
@@ -204,16 +204,16 @@ class MdevFamily:
         group = self.root.readlink_name(f"/sys/bus/mdev/devices/{instance}/iommu_group")
         if group is None or not group.isdigit():
             raise HostRefused(plan.device, f"mdev {instance} has no IOMMU group")
-        return HostUndo(
-            device=plan.device,
-            family=FAMILY,
-            data={**plan.data, "group": group},
+        return msgspec.structs.replace(
+            mdev,
+            group=int(group),
             edits=pciattrs.vfio_edits(self.root, int(group)),
-            attributes=plan.attributes,
+            final_edits=True,
         )
 
-    def unprepare(self, undo: HostUndo) -> None:
-        instance = undo.data.get("uuid", "")
+    def unprepare(self, plan: AnyPlan) -> None:
+        undo = own_plan(plan, MdevPlan)
+        instance = undo.uuid
         if not instance or not self.root.exists(f"/sys/bus/mdev/devices/{instance}"):
             return
         try:

@@ -11,22 +11,22 @@ capacity 1, so the scheduler, and then the ledger, gives a group to one claim at
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from hostdev_devconfig import PciSelector
 from hostdev_events.alloc import group_entry
 from hostdev_events.inventory import Attribute, CounterUse, Device, NotOffered
-from hostdev_events.state import HostUndo
+from hostdev_events.plans import AnyPlan, FunctionDriver, PciPlan
 from hostdev_families import pciattrs, vfio
 from hostdev_families.base import (
     NOT_SELECTED,
-    FamilyError,
     Health,
-    HostRefused,
     Survey,
     check_config,
+    own_plan,
 )
+from hostdev_families.errors import FamilyError, HostRefused
 from hostdev_families.pcihealth import discovered_driver, function_health
 from hostdev_sysfs import (
     HostRoot,
@@ -145,21 +145,30 @@ class PciFamily:
             also_holds=(group_entry(function.iommu_group),),
         )
 
-    def plan(self, device: Device, claim_uid: str, config: Mapping[str, Any]) -> HostUndo:
+    def plan(self, device: Device, claim_uid: str, config: Mapping[str, Any]) -> AnyPlan:
         check_config(device.name, config, None)
         address = device.params["address"]
         if not self.root.exists(f"/sys/bus/pci/devices/{address}"):
             raise FamilyError(device.name, f"PCI function {address} is gone from this host")
         function = read_function(self.root, address)
         allowed = None if self._whole_group(function) else self._candidate
-        return plan_group(self.root, FAMILY, device, allowed)
+        group, members = plan_group(self.root, device, allowed)
+        return PciPlan(
+            device=device.name,
+            group=group,
+            members=members,
+            edits=device.edits,
+            attributes=device.attributes,
+        )
 
-    def apply(self, plan: HostUndo) -> HostUndo:
-        apply_group(self.root, self.writer, plan)
-        return plan
+    def apply(self, plan: AnyPlan) -> AnyPlan:
+        own = own_plan(plan, PciPlan)
+        apply_group(self.root, self.writer, own.device, own.group, own.members)
+        return own
 
-    def unprepare(self, undo: HostUndo) -> None:
-        restore_group(self.root, self.writer, undo)
+    def unprepare(self, plan: AnyPlan) -> None:
+        own = own_plan(plan, PciPlan)
+        restore_group(self.root, self.writer, own.device, own.members)
 
     def healthy(self, device: Device) -> Health:
         return function_health(self.root, device.params)
@@ -220,11 +229,11 @@ def endpoints(root: HostRoot, group: int) -> list[PciFunction]:
 
 def plan_group(
     root: HostRoot,
-    family: str,
     device: Device,
     allowed: Callable[[PciFunction], bool] | None,
-) -> HostUndo:
-    """Record every group member's driver and override before anything moves.
+) -> tuple[int, tuple[FunctionDriver, ...]]:
+    """The device's IOMMU group and every member with its driver and override, recorded
+    before anything moves.
 
     `allowed` says which other functions of the group may move with the device (those
     offered); None lets every one move (the selector's `wholeGroup`). A function that
@@ -242,57 +251,49 @@ def plan_group(
                 "driver does not offer; refusing to take it from its driver (select it "
                 "too, or set wholeGroup: true)",
             )
-    data = {"group": str(group), "members": ",".join(m.address for m in members)}
-    for member in members:
-        data[f"driver/{member.address}"] = member.driver or ""
-        data[f"override/{member.address}"] = member.driver_override or ""
-    return HostUndo(
-        device=device.name,
-        family=family,
-        data=data,
-        edits=device.edits,
-        attributes=device.attributes,
+    return group, tuple(
+        FunctionDriver(address=m.address, driver=m.driver or "", override=m.driver_override or "")
+        for m in members
     )
 
 
-def _addresses(plan: HostUndo) -> list[str]:
-    return [a for a in plan.data.get("members", "").split(",") if a]
-
-
-def apply_group(root: HostRoot, writer: SysfsWriter, plan: HostUndo) -> None:
+def apply_group(
+    root: HostRoot,
+    writer: SysfsWriter,
+    device: str,
+    group: int,
+    members: Sequence[FunctionDriver],
+) -> None:
     """Bind every member to vfio-pci; if the kernel refuses one, put the others back."""
-    done: list[str] = []
+    done: list[FunctionDriver] = []
     try:
-        for address in _addresses(plan):
-            vfio.bind_vfio(root, writer, plan.device, address)
-            done.append(address)
-        vfio.wait_for_group_node(root, plan.device, int(plan.data["group"]))
+        for member in members:
+            vfio.bind_vfio(root, writer, device, member.address)
+            done.append(member)
+        vfio.wait_for_group_node(root, device, group)
     except HostRefused:
-        _restore(root, writer, plan, done)
+        _restore(root, writer, device, done)
         raise
 
 
 def _restore(
-    root: HostRoot, writer: SysfsWriter, plan: HostUndo, addresses: list[str]
+    root: HostRoot, writer: SysfsWriter, device: str, members: Sequence[FunctionDriver]
 ) -> list[str]:
     failures = []
-    for address in reversed(addresses):
+    for member in reversed(members):
         try:
             vfio.restore_driver(
-                root,
-                writer,
-                plan.device,
-                address,
-                plan.data.get(f"driver/{address}") or None,
-                plan.data.get(f"override/{address}") or None,
+                root, writer, device, member.address, member.driver or None, member.override or None
             )
         except HostRefused as err:
             failures.append(str(err))
     return failures
 
 
-def restore_group(root: HostRoot, writer: SysfsWriter, undo: HostUndo) -> None:
+def restore_group(
+    root: HostRoot, writer: SysfsWriter, device: str, members: Sequence[FunctionDriver]
+) -> None:
     """Return every member to the driver it had; raises if the kernel refuses any."""
-    failures = _restore(root, writer, undo, _addresses(undo))
+    failures = _restore(root, writer, device, members)
     if failures:
-        raise FamilyError(undo.device, "; ".join(failures))
+        raise FamilyError(device, "; ".join(failures))

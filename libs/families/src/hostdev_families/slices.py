@@ -14,7 +14,7 @@ from typing import Any
 
 import msgspec
 
-from hostdev_events.inventory import Device
+from hostdev_events.inventory import Attribute, Device
 
 MAX_DEVICES = 128
 MAX_DEVICES_WITH_TAINTS = 64
@@ -59,55 +59,189 @@ class SlicePlan:
 TAINT_KEY = "hostdev.k8s.io/unhealthy"
 
 
+# resource.k8s.io/v1 ResourceSlice, as far as this driver writes it. Built as Structs so a
+# misspelt or mistyped field fails the type check; turned into JSON only at the API edge
+# (and compared there with what the server holds).
+class _Api(
+    msgspec.Struct,
+    frozen=True,
+    kw_only=True,
+    omit_defaults=True,
+    rename="camel",
+    forbid_unknown_fields=True,
+):
+    """Base: camelCase names, unset fields left out as the API server leaves them out; a
+    field this module does not know is refused rather than silently dropped."""
+
+
+class Quantity(_Api, frozen=True, kw_only=True, omit_defaults=True, rename="camel"):
+    """A capacity or counter value (a Kubernetes quantity, as its string)."""
+
+    value: str
+
+
+class ValidRange(_Api, frozen=True, kw_only=True, omit_defaults=True, rename="camel"):
+    """capacity.requestPolicy.validRange: amounts from min to max in steps."""
+
+    min: str
+    max: str
+    step: str | None = None
+
+
+class RequestPolicy(_Api, frozen=True, kw_only=True, omit_defaults=True, rename="camel"):
+    """capacity.requestPolicy (KEP-5075): what a claim takes, and what it may ask for."""
+
+    default: str
+    valid_range: ValidRange
+
+
+class Capacity(_Api, frozen=True, kw_only=True, omit_defaults=True, rename="camel"):
+    """devices[].capacity[name]: a quantity, with a request policy when consumable."""
+
+    value: str
+    request_policy: RequestPolicy | None = None
+
+
+class CounterSet(_Api, frozen=True, kw_only=True, omit_defaults=True, rename="camel"):
+    """spec.sharedCounters[]."""
+
+    name: str
+    counters: dict[str, Quantity]
+
+
+class CounterConsumption(_Api, frozen=True, kw_only=True, omit_defaults=True, rename="camel"):
+    """devices[].consumesCounters[]."""
+
+    counter_set: str
+    counters: dict[str, Quantity]
+
+
+class Taint(_Api, frozen=True, kw_only=True, omit_defaults=True, rename="camel"):
+    """devices[].taints[]."""
+
+    key: str
+    effect: str
+
+
+class SliceDevice(_Api, frozen=True, kw_only=True, omit_defaults=True, rename="camel"):
+    """spec.devices[]."""
+
+    name: str
+    attributes: dict[str, Attribute] = {}
+    capacity: dict[str, Capacity] = {}
+    allow_multiple_allocations: bool = False
+    consumes_counters: tuple[CounterConsumption, ...] = ()
+    taints: tuple[Taint, ...] = ()
+
+
+class OwnerReference(_Api, frozen=True, kw_only=True, omit_defaults=True, rename="camel"):
+    """metadata.ownerReferences[]: the Node, so slices go with it."""
+
+    api_version: str
+    kind: str
+    name: str
+    uid: str
+    controller: bool = False
+
+
+class SliceMeta(_Api, frozen=True, kw_only=True, omit_defaults=True, rename="camel"):
+    """metadata of a slice to create (the server makes the name)."""
+
+    generate_name: str
+    owner_references: tuple[OwnerReference, ...] = ()
+
+
+class PoolRef(_Api, frozen=True, kw_only=True, omit_defaults=True, rename="camel"):
+    """spec.pool; every field written, a generation of 0 included."""
+
+    name: str
+    generation: int
+    resource_slice_count: int
+
+
+class SliceSpec(_Api, frozen=True, kw_only=True, omit_defaults=True, rename="camel"):
+    """spec: devices or sharedCounters, never both (since 1.35)."""
+
+    driver: str
+    node_name: str
+    pool: PoolRef
+    devices: tuple[SliceDevice, ...] | None = None
+    shared_counters: tuple[CounterSet, ...] | None = None
+
+
+class ResourceSlice(_Api, frozen=True, kw_only=True, omit_defaults=True, rename="camel"):
+    """A whole slice as written. apiVersion and kind have no defaults: omit_defaults would
+    leave them out, and a slice read back or piped to kubectl needs them."""
+
+    api_version: str
+    kind: str
+    metadata: SliceMeta
+    spec: SliceSpec
+
+
+def slice_device(device: Device, taint_effect: str | None = None) -> SliceDevice:
+    """A ResourceSlice device; unhealthy ones tainted when asked."""
+    tainted = taint_effect is not None and not device.healthy
+    return SliceDevice(
+        name=device.name,
+        attributes=dict(sorted(device.attributes.items())),
+        capacity=_capacity(device),
+        allow_multiple_allocations=device.shareable,
+        consumes_counters=_consumes(device),
+        taints=(Taint(key=TAINT_KEY, effect=taint_effect),) if tainted and taint_effect else (),
+    )
+
+
+def _json(value: object) -> Any:
+    """Exactly the JSON the API server gets (and returns): lists, dicts, strings, numbers."""
+    return msgspec.json.decode(msgspec.json.encode(value))
+
+
 def device_json(device: Device, taint_effect: str | None = None) -> dict[str, Any]:
-    """A ResourceSlice device as the API wants it; unhealthy ones tainted when asked."""
-    out: dict[str, Any] = {"name": device.name}
-    if device.attributes:
-        out["attributes"] = {
-            k: msgspec.to_builtins(v) for k, v in sorted(device.attributes.items())
-        }
-    if device.capacity:
-        out["capacity"] = {k: {"value": v} for k, v in sorted(device.capacity.items())}
-    if device.consumable and device.shareable:
-        out.setdefault("capacity", {}).update(_consumable(device))
-    if device.shareable:
-        out["allowMultipleAllocations"] = True
-    if device.consumes:
-        out["consumesCounters"] = _consumes(device)
-    if taint_effect is not None and not device.healthy:
-        out["taints"] = [{"key": TAINT_KEY, "effect": taint_effect}]
+    """`slice_device` as the API's JSON."""
+    out: dict[str, Any] = _json(slice_device(device, taint_effect))
     return out
 
 
-def _consumable(device: Device) -> dict[str, Any]:
-    """KEP-5075 capacities: a claim takes `default` unless it asks for more, whole units
-    from `default` up to the total."""
-    out: dict[str, Any] = {}
+def _capacity(device: Device) -> dict[str, Capacity]:
+    """Fixed capacities, and for a shared device its KEP-5075 consumable ones: a claim takes
+    `default` unless it asks for more, whole units from `default` up to the total."""
+    out = {k: Capacity(value=v) for k, v in sorted(device.capacity.items())}
+    if not (device.consumable and device.shareable):
+        return out
     for name, capacity in sorted(device.consumable.items()):
-        valid: dict[str, str] = {"min": str(capacity.default), "max": str(capacity.value)}
-        if capacity.default + 1 <= capacity.value:
-            valid["step"] = "1"  # the API wants min + step within the total
-        out[name] = {
-            "value": str(capacity.value),
-            "requestPolicy": {"default": str(capacity.default), "validRange": valid},
-        }
+        step = "1" if capacity.default + 1 <= capacity.value else None  # min + step <= total
+        out[name] = Capacity(
+            value=str(capacity.value),
+            request_policy=RequestPolicy(
+                default=str(capacity.default),
+                valid_range=ValidRange(
+                    min=str(capacity.default), max=str(capacity.value), step=step
+                ),
+            ),
+        )
     return out
 
 
-def _consumes(device: Device) -> list[dict[str, Any]]:
-    sets: dict[str, dict[str, Any]] = {}
+def _consumes(device: Device) -> tuple[CounterConsumption, ...]:
+    sets: dict[str, dict[str, Quantity]] = {}
     for use in device.consumes:
-        sets.setdefault(use.counter_set, {})[use.counter] = {"value": str(use.value)}
-    return [{"counterSet": name, "counters": counters} for name, counters in sorted(sets.items())]
+        sets.setdefault(use.counter_set, {})[use.counter] = Quantity(value=str(use.value))
+    return tuple(
+        CounterConsumption(counter_set=name, counters=counters)
+        for name, counters in sorted(sets.items())
+    )
 
 
 def counter_sets(devices: Sequence[Device]) -> list[dict[str, Any]]:
-    """The pool's shared counter sets, from the capacities the devices carry."""
-    sets: dict[str, dict[str, Any]] = {}
+    """The pool's shared counter sets, from the capacities the devices carry, as JSON."""
+    sets: dict[str, dict[str, Quantity]] = {}
     for device in devices:
         for use in device.consumes:
-            sets.setdefault(use.counter_set, {})[use.counter] = {"value": str(use.capacity)}
-    return [{"name": name, "counters": counters} for name, counters in sorted(sets.items())]
+            sets.setdefault(use.counter_set, {})[use.counter] = Quantity(value=str(use.capacity))
+    typed = [CounterSet(name=name, counters=counters) for name, counters in sorted(sets.items())]
+    found: list[dict[str, Any]] = _json(typed)
+    return found
 
 
 def _limited(device: dict[str, Any]) -> bool:
@@ -169,28 +303,38 @@ def body(
     devices: list[dict[str, Any]],
     counters: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """A full ResourceSlice object (without a name: the server generates one)."""
-    metadata: dict[str, Any] = {"generateName": f"{pool.node}-{pool.driver}-"}
-    if pool.node_uid:
-        metadata["ownerReferences"] = [
-            {
-                "apiVersion": "v1",
-                "kind": "Node",
-                "name": pool.node,
-                "uid": pool.node_uid,
-                "controller": True,
-            }
-        ]
-    spec: dict[str, Any] = {
-        "driver": pool.driver,
-        "nodeName": pool.node,
-        "pool": {"name": pool.node, "generation": generation, "resourceSliceCount": count},
-    }
-    if counters:
-        spec["sharedCounters"] = counters  # since 1.35 never in the same slice as devices
+    """A full ResourceSlice object (without a name: the server generates one), as JSON.
+
+    `devices` and `counters` are the JSON of SliceDevice and CounterSet: the form they are
+    compared in with what the server holds; they are checked against those types here.
+    """
+    owner = OwnerReference(
+        api_version="v1", kind="Node", name=pool.node, uid=pool.node_uid, controller=True
+    )
+    spec = SliceSpec(
+        driver=pool.driver,
+        node_name=pool.node,
+        pool=PoolRef(name=pool.node, generation=generation, resource_slice_count=count),
+    )
+    if counters:  # since 1.35 never in the same slice as devices
+        spec = msgspec.structs.replace(
+            spec, shared_counters=msgspec.convert(counters, tuple[CounterSet, ...])
+        )
     else:
-        spec["devices"] = devices
-    return {"apiVersion": API_VERSION, "kind": "ResourceSlice", "metadata": metadata, "spec": spec}
+        spec = msgspec.structs.replace(
+            spec, devices=msgspec.convert(devices, tuple[SliceDevice, ...])
+        )
+    typed = ResourceSlice(
+        api_version=API_VERSION,
+        kind="ResourceSlice",
+        metadata=SliceMeta(
+            generate_name=f"{pool.node}-{pool.driver}-",
+            owner_references=(owner,) if pool.node_uid else (),
+        ),
+        spec=spec,
+    )
+    out: dict[str, Any] = _json(typed)
+    return out
 
 
 @dataclass(frozen=True, slots=True)

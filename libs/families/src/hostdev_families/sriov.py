@@ -18,16 +18,16 @@ from hostdev_events.inventory import (
     NetDeviceEdit,
     NotOffered,
 )
-from hostdev_events.state import HostUndo
+from hostdev_events.plans import AnyPlan, FunctionDriver, SriovPlan, VfValues
 from hostdev_families import pci, pciattrs, vfio
 from hostdev_families.base import (
     NOT_SELECTED,
-    FamilyError,
     Health,
-    HostRefused,
     Survey,
     check_config,
+    own_plan,
 )
+from hostdev_families.errors import FamilyError, HostRefused
 from hostdev_families.netlink import VfNetlink, VfSettings
 from hostdev_families.pcihealth import discovered_driver, vf_health
 from hostdev_sysfs import HostRoot, PciFunction, SysfsWriter, list_functions, read_function
@@ -41,10 +41,6 @@ _LINK_TYPES = {"1": "ethernet", "32": "infiniband"}
 _NO_MAC = "00:00:00:00:00:00"
 # The kernel keeps interface names in IFNAMSIZ (16) bytes with the terminating NUL.
 IFNAME_MAX = 15
-# Plan data keys of a netdevice VF: the name asked for in the container, and the MAC the
-# interface had when it was handed over (when the claim did not set one).
-INTERFACE_KEY = "interface"
-READ_MAC_KEY = "read.mac"
 
 
 class SriovFamily:
@@ -164,63 +160,66 @@ class SriovFamily:
             also_holds=also,
         )
 
-    def plan(self, device: Device, claim_uid: str, config: Mapping[str, Any]) -> HostUndo:
+    def plan(self, device: Device, claim_uid: str, config: Mapping[str, Any]) -> AnyPlan:
         check_config(device.name, config, CONFIG_KIND, CONFIG_KEYS)
         mode = str(config.get("mode", device.params["mode"]))
         if mode not in MODES:
             raise FamilyError(device.name, f"mode {mode!r} is not one of {', '.join(MODES)}")
         wanted = _settings(device.name, config)
+        params = device.params
         if mode == "vfio":
-            if "group" not in device.params:
+            if "group" not in params:
                 raise FamilyError(device.name, "no IOMMU group: vfio mode is impossible")
-            base = pci.plan_group(self.root, FAMILY, device, self._offered_vf)
+            _, members = pci.plan_group(self.root, device, self._offered_vf)
+            edits = device.edits
         else:
-            function = read_function(self.root, device.params["address"])
-            base = HostUndo(
-                device=device.name,
-                family=FAMILY,
-                data={
-                    f"driver/{function.address}": function.driver or "",
-                    f"override/{function.address}": function.driver_override or "",
-                },
-                attributes=device.attributes,
+            function = read_function(self.root, params["address"])
+            members = (
+                FunctionDriver(
+                    address=function.address,
+                    driver=function.driver or "",
+                    override=function.driver_override or "",
+                ),
             )
-        data = {
-            **base.data,
-            "mode": mode,
-            **{k: v for k, v in device.params.items() if k != "mode"},
-        }
-        data[INTERFACE_KEY] = _interface_name(device, config)
+            edits = ContainerEdits()
+        was = VfValues()
         if wanted != VfSettings():
-            current = self.netlink.get_vf(
-                device.params["pf_ifname"], int(device.params["vf_index"])
-            )
-            data |= _encode("want", wanted) | _encode("was", current)
-        return HostUndo(
+            was = _values(self.netlink.get_vf(params["pf_ifname"], int(params["vf_index"])))
+        return SriovPlan(
             device=device.name,
-            family=FAMILY,
-            data=data,
-            edits=base.edits,
+            mode=mode,
+            address=params["address"],
+            pf=params.get("pf", ""),
+            pf_ifname=params["pf_ifname"],
+            vf_index=int(params["vf_index"]),
+            group=int(params["group"]) if params.get("group") else None,
+            members=members,
+            interface=_interface_name(device, config),
+            want=_values(wanted),
+            was=was,
+            edits=edits,
             attributes=device.attributes,
             final_edits=mode == "vfio",  # a netdevice's interface name comes with its driver
         )
 
-    def apply(self, plan: HostUndo) -> HostUndo:
-        address = plan.data["address"]
-        if plan.data["mode"] == "vfio":
-            pci.apply_group(self.root, self.writer, plan)
+    def apply(self, plan: AnyPlan) -> AnyPlan:
+        vf = own_plan(plan, SriovPlan)
+        if vf.mode == "vfio":
+            assert vf.group is not None  # plan refuses vfio mode without a group
+            pci.apply_group(self.root, self.writer, vf.device, vf.group, vf.members)
         else:
-            plan = self._to_netdevice(plan, address)
-        wanted = _decode("want", plan.data)
+            vf = self._to_netdevice(vf)
+        wanted = _settings_of(vf.want)
         if wanted != VfSettings():
             try:
-                self.netlink.set_vf(plan.data["pf_ifname"], int(plan.data["vf_index"]), wanted)
+                self.netlink.set_vf(vf.pf_ifname, vf.vf_index, wanted)
             except OSError as err:
-                self.unprepare(plan)
-                raise HostRefused(plan.device, f"VF settings refused: {err}") from err
-        return plan
+                self.unprepare(vf)
+                raise HostRefused(vf.device, f"VF settings refused: {err}") from err
+        return vf
 
-    def _to_netdevice(self, plan: HostUndo, address: str) -> HostUndo:
+    def _to_netdevice(self, plan: SriovPlan) -> SriovPlan:
+        address = plan.address
         function = read_function(self.root, address)
         if function.driver in (None, vfio.VFIO_DRIVER):
             vfio.release_to_host(self.root, self.writer, plan.device, address)
@@ -231,22 +230,12 @@ class SriovFamily:
             )
         host_interface = function.netdevs[0]
         edits = ContainerEdits(
-            net_devices=(
-                NetDeviceEdit(host_interface_name=host_interface, name=plan.data[INTERFACE_KEY]),
-            )
+            net_devices=(NetDeviceEdit(host_interface_name=host_interface, name=plan.interface),)
         )
-        data = dict(plan.data)
-        if "want.mac" not in data:
-            mac = self._read_mac(host_interface)
-            if mac:
-                data[READ_MAC_KEY] = mac
-        return HostUndo(
-            device=plan.device,
-            family=plan.family,
-            data=data,
-            edits=edits,
-            attributes=plan.attributes,
-        )
+        read_mac = plan.read_mac
+        if plan.want.mac is None:
+            read_mac = self._read_mac(host_interface) or read_mac
+        return msgspec.structs.replace(plan, edits=edits, read_mac=read_mac, final_edits=True)
 
     def _read_mac(self, interface: str) -> str | None:
         """The interface's MAC as the kernel shows it; None when it cannot be read or is
@@ -257,41 +246,44 @@ class SriovFamily:
             return None
         return mac if _MAC.match(mac) and mac != _NO_MAC else None
 
-    def unprepare(self, undo: HostUndo) -> None:
-        was = _decode("was", undo.data)
+    def unprepare(self, plan: AnyPlan) -> None:
+        vf = own_plan(plan, SriovPlan)
+        was = _settings_of(vf.was)
         if was != VfSettings():
             try:
-                self.netlink.set_vf(undo.data["pf_ifname"], int(undo.data["vf_index"]), was)
+                self.netlink.set_vf(vf.pf_ifname, vf.vf_index, was)
             except OSError as err:
-                raise FamilyError(undo.device, f"could not revert VF settings: {err}") from err
-        if undo.data.get("mode") == "vfio":
-            pci.restore_group(self.root, self.writer, undo)
+                raise FamilyError(vf.device, f"could not revert VF settings: {err}") from err
+        if vf.mode == "vfio":
+            pci.restore_group(self.root, self.writer, vf.device, vf.members)
             return
-        address = undo.data["address"]
+        original = next((m for m in vf.members if m.address == vf.address), None)
         vfio.restore_driver(
             self.root,
             self.writer,
-            undo.device,
-            address,
-            undo.data.get(f"driver/{address}") or None,
-            undo.data.get(f"override/{address}") or None,
+            vf.device,
+            vf.address,
+            (original.driver or None) if original else None,
+            (original.override or None) if original else None,
         )
 
     def healthy(self, device: Device) -> Health:
         return vf_health(self.root, device.params)
 
 
-def container_interface(plan: HostUndo) -> str | None:
+def container_interface(plan: AnyPlan) -> str | None:
     """The interface name a VF's plan asks for in the container; None unless netdevice mode."""
-    if plan.family != FAMILY or plan.data.get("mode") != "netdevice":
+    if not isinstance(plan, SriovPlan) or plan.mode != "netdevice":
         return None
-    return plan.data.get(INTERFACE_KEY)
+    return plan.interface
 
 
-def handed_mac(plan: HostUndo) -> str | None:
+def handed_mac(plan: AnyPlan) -> str | None:
     """The MAC a netdevice VF was handed over with: the one set for the claim, else the one
     read from the interface at prepare; None when neither is known."""
-    return plan.data.get("want.mac") or plan.data.get(READ_MAC_KEY)
+    if not isinstance(plan, SriovPlan):
+        return None
+    return plan.want.mac or plan.read_mac or None
 
 
 def default_interface_name(address: str) -> str:
@@ -372,23 +364,11 @@ def _settings(device: str, config: Mapping[str, Any]) -> VfSettings:
     return VfSettings(mac=mac.lower() if isinstance(mac, str) else None, vlan=vlan, trust=trust)
 
 
-def _encode(prefix: str, settings: VfSettings) -> dict[str, str]:
-    out = {}
-    if settings.mac is not None:
-        out[f"{prefix}.mac"] = settings.mac
-    if settings.vlan is not None:
-        out[f"{prefix}.vlan"] = str(settings.vlan)
-    if settings.trust is not None:
-        out[f"{prefix}.trust"] = "true" if settings.trust else "false"
-    return out
+def _values(settings: VfSettings) -> VfValues:
+    """Netlink's settings as recorded in a plan."""
+    return VfValues(mac=settings.mac, vlan=settings.vlan, trust=settings.trust)
 
 
-def _decode(prefix: str, data: Mapping[str, str]) -> VfSettings:
-    mac = data.get(f"{prefix}.mac")
-    vlan = data.get(f"{prefix}.vlan")
-    trust = data.get(f"{prefix}.trust")
-    return VfSettings(
-        mac=mac,
-        vlan=int(vlan) if vlan is not None else None,
-        trust=None if trust is None else trust == "true",
-    )
+def _settings_of(values: VfValues) -> VfSettings:
+    """A plan's recorded settings as netlink takes them."""
+    return VfSettings(mac=values.mac, vlan=values.vlan, trust=values.trust)

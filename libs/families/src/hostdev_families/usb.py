@@ -15,8 +15,16 @@ from hostdev_events.inventory import (
     DeviceNodeEdit,
     NotOffered,
 )
-from hostdev_events.state import HostUndo
-from hostdev_families.base import ATTR_FAMILY, NOT_SELECTED, Health, Survey, check_config, dns_label
+from hostdev_events.plans import AnyPlan, UsbPlan
+from hostdev_families.base import (
+    ATTR_FAMILY,
+    NOT_SELECTED,
+    Health,
+    Survey,
+    check_config,
+    dns_label,
+    own_plan,
+)
 from hostdev_sysfs import HostRoot, UsbDevice, list_usb
 
 FAMILY = "usb"
@@ -97,21 +105,24 @@ class UsbFamily:
             },
         )
 
-    def plan(self, device: Device, claim_uid: str, config: Mapping[str, Any]) -> HostUndo:
+    def plan(self, device: Device, claim_uid: str, config: Mapping[str, Any]) -> AnyPlan:
         check_config(device.name, config, None)
-        return HostUndo(
+        params = device.params
+        return UsbPlan(
             device=device.name,
-            family=FAMILY,
-            data=dict(device.params),
+            port=params.get("port", ""),
+            busnum=int(params.get("busnum", "0")),
+            devnum=int(params.get("devnum", "0")),
+            node=params.get("node", ""),
             edits=device.edits,
             attributes=device.attributes,
         )
 
-    def apply(self, plan: HostUndo) -> HostUndo:
-        return plan  # access to the node is all a USB device needs
+    def apply(self, plan: AnyPlan) -> AnyPlan:
+        return own_plan(plan, UsbPlan)  # access to the node is all a USB device needs
 
-    def unprepare(self, undo: HostUndo) -> None:
-        return None
+    def unprepare(self, plan: AnyPlan) -> None:
+        own_plan(plan, UsbPlan)
 
     def healthy(self, device: Device) -> Health:
         node = device.params.get("node", "/nonexistent")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import errno
 import time
 
-from hostdev_families.base import HostRefused
+from hostdev_families.errors import HostRefused
 from hostdev_sysfs import HostRoot, SysfsWriter, read_function
 
 VFIO_DRIVER = "vfio-pci"

@@ -13,7 +13,6 @@ ATTR_DEVICE = "dra.device.name"
 ATTR_DEVICES = "dra.device.names"
 ATTR_FAMILY = "dra.device.family"
 ATTR_NODE = "dra.node"
-ATTR_STEP = "dra.claim.step"
 ATTR_MESSAGING_SYSTEM = "messaging.system"
 ATTR_MESSAGING_DESTINATION = "messaging.destination.name"
 

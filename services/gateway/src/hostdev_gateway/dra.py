@@ -1,8 +1,13 @@
-"""The DRA kubelet plugin service, v1 and v1beta1, on one implementation."""
+"""The DRA kubelet plugin service, v1 and v1beta1, typed with their generated messages.
+
+Both versions carry the same calls; the claims go to the preparer once (ClaimCalls) and
+each version builds its own reply types. v1beta1 has no share IDs.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterable
+from typing import Protocol
 
 import grpc
 
@@ -15,73 +20,123 @@ from hostdev_kubelet_pb.dra.v1beta1 import api_pb2 as v1beta1
 from hostdev_kubelet_pb.dra.v1beta1 import api_pb2_grpc as v1beta1_grpc
 from hostdev_kubelet_pb.dra_health.v1alpha1 import api_pb2_grpc as health_grpc
 
-
-def _claims(request: Any) -> list[ClaimRef]:
-    return [ClaimRef(namespace=c.namespace, name=c.name, uid=c.uid) for c in request.claims]
+Context = grpc.aio.ServicerContext[object, object]
 
 
-def _prepared(pb: Any, outcome: ClaimOutcome, share_ids: bool) -> Any:
+class _KubeletClaim(Protocol):
+    """A claim as both API versions name it."""
+
+    @property
+    def namespace(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def uid(self) -> str: ...
+
+
+def _claims(claims: Iterable[_KubeletClaim]) -> list[ClaimRef]:
+    return [ClaimRef(namespace=c.namespace, name=c.name, uid=c.uid) for c in claims]
+
+
+async def _prepare(
+    calls: ClaimCalls, claims: Iterable[_KubeletClaim], context: Context
+) -> dict[str, ClaimOutcome]:
+    try:
+        return await calls.prepare(_claims(claims), context.time_remaining())
+    except DriverUnavailable as err:
+        await context.abort(grpc.StatusCode.UNAVAILABLE, str(err))
+        raise  # abort raises; this line only tells the type checker
+
+
+async def _unprepare(
+    calls: ClaimCalls, claims: Iterable[_KubeletClaim], context: Context
+) -> dict[str, str]:
+    try:
+        return await calls.unprepare(_claims(claims), context.time_remaining())
+    except DriverUnavailable as err:
+        await context.abort(grpc.StatusCode.UNAVAILABLE, str(err))
+        raise
+
+
+def _prepared_v1(outcome: ClaimOutcome) -> v1.NodePrepareResourceResponse:
     if outcome.error:
-        return pb.NodePrepareResourceResponse(error=outcome.error)
+        return v1.NodePrepareResourceResponse(error=outcome.error)
     devices = []
     for d in outcome.devices:
-        device = pb.Device(
+        device = v1.Device(
             request_names=list(d.request_names),
             pool_name=d.pool,
             device_name=d.device,
             cdi_device_ids=list(d.cdi_device_ids),
         )
-        if share_ids and d.share_id is not None:
+        if d.share_id is not None:
             device.share_id = d.share_id
         devices.append(device)
-    return pb.NodePrepareResourceResponse(devices=devices)
+    return v1.NodePrepareResourceResponse(devices=devices)
 
 
-class _DraService:
-    """Shared body of both API versions; `pb` is the version's message module."""
-
-    def __init__(self, calls: ClaimCalls, pb: Any, share_ids: bool) -> None:
-        self.calls = calls
-        self.pb = pb
-        self.share_ids = share_ids
-
-    async def NodePrepareResources(
-        self, request: Any, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> Any:
-        try:
-            outcomes = await self.calls.prepare(_claims(request), context.time_remaining())
-        except DriverUnavailable as err:
-            await context.abort(grpc.StatusCode.UNAVAILABLE, str(err))
-        return self.pb.NodePrepareResourcesResponse(
-            claims={uid: _prepared(self.pb, o, self.share_ids) for uid, o in outcomes.items()}
-        )
-
-    async def NodeUnprepareResources(
-        self, request: Any, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> Any:
-        try:
-            errors = await self.calls.unprepare(_claims(request), context.time_remaining())
-        except DriverUnavailable as err:
-            await context.abort(grpc.StatusCode.UNAVAILABLE, str(err))
-        return self.pb.NodeUnprepareResourcesResponse(
-            claims={
-                uid: self.pb.NodeUnprepareResourceResponse(error=e) for uid, e in errors.items()
-            }
-        )
+def _prepared_v1beta1(outcome: ClaimOutcome) -> v1beta1.NodePrepareResourceResponse:
+    if outcome.error:
+        return v1beta1.NodePrepareResourceResponse(error=outcome.error)
+    return v1beta1.NodePrepareResourceResponse(
+        devices=[
+            v1beta1.Device(
+                request_names=list(d.request_names),
+                pool_name=d.pool,
+                device_name=d.device,
+                cdi_device_ids=list(d.cdi_device_ids),
+            )
+            for d in outcome.devices
+        ]
+    )
 
 
-class DraV1(_DraService, v1_grpc.DRAPluginServicer):
+class DraV1(v1_grpc.DRAPluginServicer):
     """k8s.io.kubelet.pkg.apis.dra.v1.DRAPlugin, with share IDs."""
 
     def __init__(self, calls: ClaimCalls) -> None:
-        super().__init__(calls, v1, share_ids=True)
+        self.calls = calls
+
+    async def NodePrepareResources(
+        self, request: v1.NodePrepareResourcesRequest, context: Context
+    ) -> v1.NodePrepareResourcesResponse:
+        outcomes = await _prepare(self.calls, request.claims, context)
+        return v1.NodePrepareResourcesResponse(
+            claims={uid: _prepared_v1(o) for uid, o in outcomes.items()}
+        )
+
+    async def NodeUnprepareResources(
+        self, request: v1.NodeUnprepareResourcesRequest, context: Context
+    ) -> v1.NodeUnprepareResourcesResponse:
+        errors = await _unprepare(self.calls, request.claims, context)
+        return v1.NodeUnprepareResourcesResponse(
+            claims={uid: v1.NodeUnprepareResourceResponse(error=e) for uid, e in errors.items()}
+        )
 
 
-class DraV1beta1(_DraService, v1beta1_grpc.DRAPluginServicer):
+class DraV1beta1(v1beta1_grpc.DRAPluginServicer):
     """k8s.io.kubelet.pkg.apis.dra.v1beta1.DRAPlugin: the same, without share IDs."""
 
     def __init__(self, calls: ClaimCalls) -> None:
-        super().__init__(calls, v1beta1, share_ids=False)
+        self.calls = calls
+
+    async def NodePrepareResources(
+        self, request: v1beta1.NodePrepareResourcesRequest, context: Context
+    ) -> v1beta1.NodePrepareResourcesResponse:
+        outcomes = await _prepare(self.calls, request.claims, context)
+        return v1beta1.NodePrepareResourcesResponse(
+            claims={uid: _prepared_v1beta1(o) for uid, o in outcomes.items()}
+        )
+
+    async def NodeUnprepareResources(
+        self, request: v1beta1.NodeUnprepareResourcesRequest, context: Context
+    ) -> v1beta1.NodeUnprepareResourcesResponse:
+        errors = await _unprepare(self.calls, request.claims, context)
+        return v1beta1.NodeUnprepareResourcesResponse(
+            claims={
+                uid: v1beta1.NodeUnprepareResourceResponse(error=e) for uid, e in errors.items()
+            }
+        )
 
 
 def server(calls: ClaimCalls, health: HealthService) -> grpc.aio.Server:

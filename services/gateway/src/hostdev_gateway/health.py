@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import AsyncIterator
 
 import grpc
@@ -20,6 +19,7 @@ from hostdev_events.copies import lookup
 from hostdev_gateway.feed import Feed
 from hostdev_kubelet_pb.dra_health.v1alpha1 import api_pb2 as pb
 from hostdev_kubelet_pb.dra_health.v1alpha1 import api_pb2_grpc as pb_grpc
+from hostdev_runtime.clock import Clock, SystemClock
 
 TOKEN = "v1alpha1.DRAResourceHealth"
 GONE = "device is gone from the host"
@@ -56,8 +56,11 @@ def report(feed: Feed, now: float, timeout_seconds: int) -> pb.NodeWatchResource
 class HealthService(pb_grpc.DRAResourceHealthServicer):
     """Streams health on every change and at least every `resend_seconds`."""
 
-    def __init__(self, feed: Feed, resend_seconds: float, timeout_seconds: int) -> None:
+    def __init__(
+        self, feed: Feed, resend_seconds: float, timeout_seconds: int, clock: Clock | None = None
+    ) -> None:
         self.feed = feed
+        self.clock = clock or SystemClock()
         self.resend_seconds = resend_seconds
         self.timeout_seconds = timeout_seconds
 
@@ -71,6 +74,6 @@ class HealthService(pb_grpc.DRAResourceHealthServicer):
         await self.feed.ready.wait()
         while True:
             version = self.feed.version
-            yield report(self.feed, time.time(), self.timeout_seconds)
+            yield report(self.feed, self.clock.now(), self.timeout_seconds)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.feed.wait_newer(version), self.resend_seconds)

@@ -21,12 +21,13 @@ from hostdev_events.dp import (
     ReleaseAllocations,
 )
 from hostdev_events.state import AllocatedDevice, Checkpoint, ClaimStep
+from hostdev_preparer import machine
+from hostdev_preparer.errors import failed
 from hostdev_preparer.flow import (
     Call,
     Deps,
     complete,
     current,
-    failure,
     inventory_device,
     run_family,
     undo,
@@ -58,7 +59,8 @@ async def on_allocate(msg: AllocateDevices, deps: Deps) -> DevicesAllocated:
     if errors:
         await asyncio.gather(*(_release(c) for _, c in calls))
         detail = "; ".join(
-            f"{a.id}: {failure(c, e) if isinstance(e, Exception) else e}" for a, c, e in errors
+            f"{a.id}: {failed('allocate', c.claim.uid, e)[1] if isinstance(e, Exception) else e}"
+            for a, c, e in errors
         )
         raise HandlerError(ErrorCode.CONFLICT, f"{msg.resource}: {detail}")
     prepared = tuple(r for r in results if isinstance(r, DpPrepared))
@@ -95,7 +97,7 @@ async def allocate_held(allocation: DpAllocation, call: Call) -> DpPrepared:
     plan = await run_family(family.blocking, family.plan, device, call.claim.uid, {})
     checkpoint = Checkpoint(
         claim=call.claim,
-        step=ClaimStep.PREPARING,
+        step=machine.step_kept(None, machine.Event.PLANNED),
         devices=(
             AllocatedDevice(
                 request=allocation.id,
@@ -110,7 +112,7 @@ async def allocate_held(allocation: DpAllocation, call: Call) -> DpPrepared:
                 consumed={name: c.default for name, c in device.consumable.items()},
             ),
         ),
-        undo=(plan,),
+        plans=(plan,),
     )
     revision = await call.deps.checkpoints.create(call.key, checkpoint)
     done = await complete(call, checkpoint, revision, metadata=False)
@@ -118,7 +120,7 @@ async def allocate_held(allocation: DpAllocation, call: Call) -> DpPrepared:
 
 
 def _prepared(allocation: DpAllocation, checkpoint: Checkpoint) -> DpPrepared:
-    (applied,) = checkpoint.undo
+    (applied,) = checkpoint.plans
     ids = checkpoint.outcome.devices[0].cdi_device_ids if checkpoint.outcome else ()
     return DpPrepared(
         id=allocation.id,
@@ -138,7 +140,7 @@ async def _release(call: Call) -> str:
                 await undo(call, *found)
             return ""
         except Exception as err:
-            return failure(call, err)
+            return failed("release", call.claim.uid, err)[1]
 
 
 async def on_release(msg: ReleaseAllocations, deps: Deps) -> AllocationsReleased:

@@ -16,7 +16,8 @@ from prometheus_client import CollectorRegistry, Counter
 
 from hostdev_events.dp import AllocationsRestored, DpAllocation, RestoreAllocations
 from hostdev_preparer.dp import allocate_held, dp_call, in_place
-from hostdev_preparer.flow import Call, Deps, failure
+from hostdev_preparer.errors import failed
+from hostdev_preparer.flow import Call, Deps
 from hostdev_runtime import telemetry
 
 logger = logging.getLogger(__name__)
@@ -58,7 +59,7 @@ async def _restore(
                 return False, ""
             await allocate_held(allocation, call)
         except Exception as err:
-            detail = failure(call, err)
+            detail = failed("restore", call.claim.uid, err)[1]
             logger.warning(
                 "device-plugin allocation not restored",
                 extra={

@@ -11,8 +11,8 @@ from typing import Any, Protocol, TypeVar
 import msgspec
 from opentelemetry import trace
 
-from hostdev_bus import Bus, BusError, KvStore, RemoteError
-from hostdev_cdi import CdiError, Spec
+from hostdev_bus import Bus, KvStore
+from hostdev_cdi import Spec
 from hostdev_events import subjects
 from hostdev_events.alloc import (
     DeviceWant,
@@ -22,6 +22,7 @@ from hostdev_events.alloc import (
     ReserveDevices,
     ledger_entries,
 )
+from hostdev_events.base import ErrorCode
 from hostdev_events.cdi import (
     CdiSpecsRemoved,
     CdiSpecsWritten,
@@ -31,10 +32,12 @@ from hostdev_events.cdi import (
 )
 from hostdev_events.claims import ClaimRef
 from hostdev_events.inventory import Device
-from hostdev_events.state import Checkpoint, ClaimStep, HostUndo
-from hostdev_families import Family, FamilyError, HostRefused
-from hostdev_kube import KubeError, ResourceClaim
-from hostdev_preparer import machine
+from hostdev_events.plans import AnyPlan
+from hostdev_events.state import Checkpoint
+from hostdev_families import Family
+from hostdev_kube import ResourceClaim
+from hostdev_preparer import cdispec, machine, reply
+from hostdev_preparer.errors import ClaimRejected
 from hostdev_preparer.inventory import InventoryView
 from hostdev_preparer.locks import KeyedLocks
 from hostdev_preparer.status import StatusWriter
@@ -91,13 +94,13 @@ class Call:
     def hop(self) -> float:
         left = self.deadline - self.deps.clock.monotonic()
         if left <= 0:
-            raise machine.ClaimRejected("the kubelet's deadline passed")
+            raise ClaimRejected("the kubelet's deadline passed", ErrorCode.TIMEOUT)
         return min(left, MAX_HOP_SECONDS)
 
     def family(self, name: str) -> Family:
         family = self.deps.families.get(name)
         if family is None:
-            raise machine.ClaimRejected(f"device family {name!r} is not enabled on this node")
+            raise ClaimRejected(f"device family {name!r} is not enabled on this node")
         return family
 
 
@@ -108,23 +111,6 @@ async def run_family(blocking: bool, work: Callable[..., T], *args: Any) -> T:
     return work(*args)
 
 
-def error_kind(err: Exception) -> str:
-    """A short, stable label for metrics: what kind of failure this was."""
-    if isinstance(err, RemoteError):
-        return str(err.code)
-    if isinstance(err, HostRefused):
-        return "host-refused"
-    if isinstance(err, FamilyError):
-        return "family"
-    if isinstance(err, machine.ClaimRejected):
-        return "rejected"
-    if isinstance(err, KubeError):
-        return "api"
-    if isinstance(err, BusError):
-        return "bus"
-    return "internal"
-
-
 def family_label(families: set[str]) -> str:
     """One family, `mixed` for several, `none` for a claim without devices of ours."""
     if not families:
@@ -132,22 +118,14 @@ def family_label(families: set[str]) -> str:
     return families.pop() if len(families) == 1 else "mixed"
 
 
-def failure(call: Call, err: Exception) -> str:
-    """The error text a kubelet sees for a failed claim; unexpected errors are logged."""
-    if isinstance(err, RemoteError):
-        return err.detail
-    if isinstance(err, machine.ClaimRejected | FamilyError | CdiError | KubeError | BusError):
-        return str(err)
-    logger.exception("claim failed", extra={telemetry.ATTR_CLAIM_UID: call.claim.uid})
-    return f"internal error: {type(err).__name__}: {err}"
-
-
 async def inventory_device(call: Call, name: str) -> Device:
     device = await call.deps.inventory.device(name)
     if device is None:
-        raise machine.ClaimRejected(f"device {name} is not in the inventory of {call.deps.node}")
+        raise ClaimRejected(
+            f"device {name} is not in the inventory of {call.deps.node}", ErrorCode.NOT_FOUND
+        )
     if not device.healthy:
-        raise machine.ClaimRejected(f"device {name} is unhealthy")
+        raise ClaimRejected(f"device {name} is unhealthy")
     return device
 
 
@@ -167,11 +145,11 @@ async def complete(
     uid = call.claim.uid
     with_metadata = metadata
     try:
-        if all(p.final_edits for p in checkpoint.undo):
+        if all(p.final_edits for p in checkpoint.plans):
             # Both must have finished before a rollback: a write still under way would put
             # back the spec the rollback removed.
             writing, reserving = await asyncio.gather(
-                _write_specs(call, checkpoint, list(checkpoint.undo), with_metadata),
+                _write_specs(call, checkpoint, list(checkpoint.plans), with_metadata),
                 _reserve_and_apply(call, checkpoint),
                 return_exceptions=True,
             )
@@ -184,13 +162,13 @@ async def complete(
             applied = await _reserve_and_apply(call, checkpoint)
             written = await _write_specs(call, checkpoint, applied, with_metadata)
         spec, items = written
-        result = machine.outcome(
+        result = reply.outcome(
             call.deps.driver, uid, checkpoint.devices, spec, frozenset(i.request for i in items)
         )
         done = msgspec.structs.replace(
             checkpoint,
-            step=ClaimStep.COMPLETED,
-            undo=tuple(applied),
+            step=machine.step_kept(checkpoint.step, machine.Event.COMPLETED),
+            plans=tuple(applied),
             outcome=result,
             boot_id=call.deps.boot_id,
         )
@@ -205,7 +183,7 @@ async def complete(
     return done
 
 
-async def _reserve_and_apply(call: Call, checkpoint: Checkpoint) -> list[HostUndo]:
+async def _reserve_and_apply(call: Call, checkpoint: Checkpoint) -> list[AnyPlan]:
     with tracer.start_as_current_span("reserve devices"):
         await call.deps.bus.request(
             subjects.alloc_reserve(call.deps.node),
@@ -214,7 +192,7 @@ async def _reserve_and_apply(call: Call, checkpoint: Checkpoint) -> list[HostUnd
             call.hop(),
         )
     applied = []
-    for plan in checkpoint.undo:
+    for plan in checkpoint.plans:
         if plan.observe_only:
             applied.append(plan)
             continue
@@ -227,17 +205,17 @@ async def _reserve_and_apply(call: Call, checkpoint: Checkpoint) -> list[HostUnd
 
 
 async def _write_specs(
-    call: Call, checkpoint: Checkpoint, plans: list[HostUndo], with_metadata: bool
+    call: Call, checkpoint: Checkpoint, plans: list[AnyPlan], with_metadata: bool
 ) -> tuple[Spec | None, tuple[RequestMetadata, ...]]:
     deps = call.deps
-    spec = machine.claim_spec(deps.driver, call.claim.uid, plans)
+    spec = cdispec.claim_spec(deps.driver, call.claim.uid, plans)
     items = (
-        machine.metadata_items(deps.driver, checkpoint, plans, deps.metadata_families)
+        cdispec.metadata_items(deps.driver, checkpoint, plans, deps.metadata_families)
         if with_metadata
         else ()
     )
     with tracer.start_as_current_span("write CDI spec"):
-        specs = tuple(msgspec.Raw(s) for s in machine.encoded_specs(spec))
+        specs = tuple(msgspec.Raw(s) for s in cdispec.encoded_specs(spec))
         if specs or items:
             await deps.bus.request(
                 subjects.cdi_write(deps.node),
@@ -250,9 +228,7 @@ async def _write_specs(
 
 def current(deps: Deps, checkpoint: Checkpoint) -> bool:
     """A completed checkpoint whose work is still in place: same boot of the node."""
-    if checkpoint.step != ClaimStep.COMPLETED or checkpoint.outcome is None:
-        return False
-    return not (deps.boot_id and checkpoint.boot_id and deps.boot_id != checkpoint.boot_id)
+    return machine.completed_in_boot(checkpoint, deps.boot_id)
 
 
 def wants(checkpoint: Checkpoint) -> tuple[DeviceWant, ...]:
@@ -284,10 +260,11 @@ async def rollback(call: Call, checkpoint: Checkpoint, revision: int) -> None:
 async def undo(call: Call, checkpoint: Checkpoint, revision: int) -> None:
     """Remove specs, undo host actions in reverse, release devices, drop the checkpoint."""
     deps = call.deps
-    if checkpoint.step != ClaimStep.UNPREPARING:
-        checkpoint = msgspec.structs.replace(checkpoint, step=ClaimStep.UNPREPARING)
+    undoing = machine.step_kept(checkpoint.step, machine.Event.UNDOING)
+    if checkpoint.step != undoing:
+        checkpoint = msgspec.structs.replace(checkpoint, step=undoing)
         revision = await deps.checkpoints.update(call.key, checkpoint, last=revision)
-    acted = [p for p in checkpoint.undo if not p.observe_only]
+    acted = [p for p in checkpoint.plans if not p.observe_only]
     families = [call.family(p.family) for p in acted]
     if any(f.blocking for f in families):
         # Host actions first undone, then the devices released: nobody may get a device
@@ -302,6 +279,7 @@ async def undo(call: Call, checkpoint: Checkpoint, revision: int) -> None:
     else:
         # Nothing was done on the host: the spec and the hold can go at the same time.
         await asyncio.gather(_remove_specs(call), _release(call, checkpoint))
+    machine.step_after(checkpoint.step, machine.Event.UNDONE)  # the record goes
     await deps.checkpoints.delete(call.key, last=revision)
 
 

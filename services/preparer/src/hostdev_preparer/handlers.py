@@ -1,4 +1,8 @@
-"""Prepare and unprepare: the claim state machine driven over the bus, one claim at a time."""
+"""Prepare and unprepare over the bus: read the record, ask the machine, do what it says.
+
+The decisions are machine.py's, the actions flow.py's; this module is the I/O between them,
+in the order a prepare runs.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ import msgspec
 from opentelemetry import trace
 
 from hostdev_bus import KeyExists, tracing
+from hostdev_events.base import ErrorCode
 from hostdev_events.claims import (
     ClaimOutcome,
     PrepareClaims,
@@ -20,16 +25,15 @@ from hostdev_events.claims import (
     UnprepareClaimsReply,
 )
 from hostdev_events.inventory import Device
-from hostdev_events.state import AllocatedDevice, Checkpoint, ClaimStep, HostUndo
+from hostdev_events.plans import AnyPlan, ObservedPlan
+from hostdev_events.state import AllocatedDevice, Checkpoint
 from hostdev_kube import NotFound, ResourceClaim
-from hostdev_preparer import machine, status
+from hostdev_preparer import machine, selection, status
+from hostdev_preparer.errors import ClaimRejected, failed
 from hostdev_preparer.flow import (
     Call,
     Deps,
     complete,
-    current,
-    error_kind,
-    failure,
     family_label,
     inventory_device,
     run_family,
@@ -70,8 +74,9 @@ async def _prepare_one(call: Call) -> ClaimOutcome:
             try:
                 result = await _prepare(call)
             except Exception as err:
-                metrics.errors.labels("prepare", error_kind(err)).inc()
-                result = ClaimOutcome(error=failure(call, err))
+                code, text = failed("prepare", call.claim.uid, err)
+                metrics.errors.labels("prepare", code).inc()
+                result = ClaimOutcome(error=text)
         if result.error:
             span.set_status(trace.StatusCode.ERROR, result.error)
         span.set_attribute(telemetry.ATTR_DEVICES, [d.device for d in result.devices])
@@ -86,35 +91,42 @@ async def _prepare_one(call: Call) -> ClaimOutcome:
 
 
 async def _prepare(call: Call) -> ClaimOutcome:
+    """Prepare one claim: the same answer however often it is called for the same claim.
+
+    Determinism contract: once a call has returned an outcome, every later call for the same
+    claim UID in the same boot returns that recorded outcome and touches nothing, whatever
+    the API says now (the kubelet may retry while the claim changes under it). A call cut
+    short (crash, deadline) leaves a record; the next call resumes it from the record, never
+    from a fresh read, so the devices, plans and undo information stay those first chosen.
+    After a reboot the recorded plan is carried out again, yielding the same devices and
+    CDI IDs. A failed call undoes everything it did and leaves no record, so the next call
+    starts afresh.
+    """
     # The claim is read while the checkpoint is looked up: most prepares are new claims
     # that need both, and a repeated one simply drops the read.
     reading = asyncio.ensure_future(_read_claim(call))
     try:
         found = await call.deps.checkpoints.get(call.key)
-        if found is not None:
-            checkpoint, revision = found
-            if current(call.deps, checkpoint):
-                assert checkpoint.outcome is not None
-                return checkpoint.outcome  # idempotent: the same answer as the first time
-            if checkpoint.step == ClaimStep.UNPREPARING:
-                await undo(call, checkpoint, revision)
-            else:
-                return await _outcome(call, checkpoint, revision)
+        checkpoint, revision = found if found is not None else (None, 0)
+        match machine.on_prepare(checkpoint, call.deps.boot_id):
+            case machine.Answer(outcome):
+                return outcome
+            case machine.Resume(recorded):
+                return await _outcome(call, recorded, revision)
+            case machine.FinishUndo(recorded):
+                await undo(call, recorded, revision)
+            case machine.Plan():
+                pass
         claim = await reading
     finally:
         _settle(reading)
-    checkpoint = await _plan(call, claim)
+    planned = await _plan(call, claim)
     try:
-        revision = await call.deps.checkpoints.create(call.key, checkpoint)
+        revision = await call.deps.checkpoints.create(call.key, planned)
     except KeyExists:
-        # Another instance (a rolling update runs two) recorded it between our read and
-        # write and is preparing it now; joining in would race its final write. The
-        # kubelet retries, and by then the record is complete.
         again = await call.deps.checkpoints.get(call.key)
-        if again is not None and current(call.deps, again[0]) and again[0].outcome is not None:
-            return again[0].outcome
-        raise machine.ClaimRejected("another preparer is preparing this claim; retry") from None
-    return await _outcome(call, checkpoint, revision)
+        return machine.on_conflict(None if again is None else again[0], call.deps.boot_id).outcome
+    return await _outcome(call, planned, revision)
 
 
 async def _outcome(call: Call, checkpoint: Checkpoint, revision: int) -> ClaimOutcome:
@@ -123,8 +135,8 @@ async def _outcome(call: Call, checkpoint: Checkpoint, revision: int) -> ClaimOu
     new = status.entries(
         call.deps.driver,
         call.deps.node,
-        done.undo,
-        datetime.datetime.now(datetime.UTC),
+        done.plans,
+        datetime.datetime.fromtimestamp(call.deps.clock.now(), datetime.UTC),
         generation=done.claim_generation,
     )
     if new:
@@ -138,8 +150,9 @@ async def _read_claim(call: Call) -> ResourceClaim:
         try:
             return await call.deps.claims.get_claim(call.claim.namespace, call.claim.name)
         except NotFound:
-            raise machine.ClaimRejected(
-                f"claim {call.claim.namespace}/{call.claim.name} not found in the API"
+            raise ClaimRejected(
+                f"claim {call.claim.namespace}/{call.claim.name} not found in the API",
+                ErrorCode.NOT_FOUND,
             ) from None
 
 
@@ -156,15 +169,15 @@ def _retrieve(task: asyncio.Future[ResourceClaim]) -> None:
 
 async def _plan(call: Call, claim: ResourceClaim) -> Checkpoint:
     """Pick our devices of the claim and plan host actions; nothing is written yet."""
-    allocated = machine.our_results(claim, call.claim.uid, call.deps.driver, call.deps.node)
-    configs = machine.request_configs(claim, call.deps.driver)
+    allocated = selection.our_results(claim, call.claim.uid, call.deps.driver, call.deps.node)
+    configs = selection.request_configs(claim, call.deps.driver)
     devices: list[AllocatedDevice] = []
     found_devices: list[Device] = []
-    plans: dict[str, HostUndo] = {}
+    plans: dict[str, AnyPlan] = {}
     for result_request, item in allocated:
         device = await inventory_device(call, item.device)
         found_devices.append(device)
-        capacity, consumed = machine.capacity_use(device, item.consumed)
+        capacity, consumed = selection.capacity_use(device, item.consumed)
         devices.append(
             msgspec.structs.replace(
                 item,
@@ -177,12 +190,11 @@ async def _plan(call: Call, claim: ResourceClaim) -> Checkpoint:
             )
         )
         if item.admin_access and device.name not in plans:
-            plans[device.name] = HostUndo(
+            plans[device.name] = ObservedPlan(
                 device=device.name,
-                family=device.family,
+                of=device.family,
                 edits=device.edits,
                 attributes=device.attributes,
-                observe_only=True,
             )
         elif not item.admin_access and (
             device.name not in plans or plans[device.name].observe_only
@@ -192,15 +204,15 @@ async def _plan(call: Call, claim: ResourceClaim) -> Checkpoint:
             plans[device.name] = await run_family(
                 family.blocking, family.plan, device, call.claim.uid, config
             )
-    machine.check_interface_names(plans.values())
+    selection.check_interface_names(plans.values())
     _link_publishes(d.published_in for d in found_devices)
     return Checkpoint(
         claim=call.claim,
-        step=ClaimStep.PREPARING,
+        step=machine.step_kept(None, machine.Event.PLANNED),
         claim_generation=claim.metadata.generation,
-        pod_claim_name=claim.metadata.annotations.get(machine.POD_CLAIM_NAME_ANNOTATION, ""),
+        pod_claim_name=claim.metadata.annotations.get(selection.POD_CLAIM_NAME_ANNOTATION, ""),
         devices=tuple(devices),
-        undo=tuple(plans.values()),
+        plans=tuple(plans.values()),
         trace_context=tracing.traceparent(),
     )
 
@@ -226,17 +238,21 @@ async def _unprepare_one(call: Call) -> str:
         with _unprepare_span(call, found[0] if found else None) as span:
             try:
                 families: set[str] = set()
-                if found is not None:
-                    families = {d.family for d in found[0].devices}
-                    await undo(call, *found)
-                    if any(p.edits.net_devices for p in found[0].undo):
-                        devices = {d.device for d in found[0].devices}
-                        await status.write(
-                            call.deps.claims, call.claim, call.deps.driver, devices, []
+                match machine.on_unprepare(None if found is None else found[0]):
+                    case machine.Undo(recorded):
+                        assert found is not None
+                        families = {d.family for d in recorded.devices}
+                        await undo(call, recorded, found[1])
+                        if any(p.edits.net_devices for p in recorded.plans):
+                            devices = {d.device for d in recorded.devices}
+                            await status.write(
+                                call.deps.claims, call.claim, call.deps.driver, devices, []
+                            )
+                        logger.info(
+                            "claim unprepared", extra={telemetry.ATTR_CLAIM_UID: call.claim.uid}
                         )
-                    logger.info(
-                        "claim unprepared", extra={telemetry.ATTR_CLAIM_UID: call.claim.uid}
-                    )
+                    case machine.Nothing():
+                        pass
                 call.deps.metrics.unprepare_seconds.labels(family_label(families)).observe(
                     call.deps.clock.monotonic() - started
                 )
@@ -262,7 +278,7 @@ def _unprepare_span(
 
 
 def _unprepare_failed(call: Call, err: Exception, span: trace.Span) -> str:
-    call.deps.metrics.errors.labels("unprepare", error_kind(err)).inc()
-    error = failure(call, err)
+    code, error = failed("unprepare", call.claim.uid, err)
+    call.deps.metrics.errors.labels("unprepare", code).inc()
     span.set_status(trace.StatusCode.ERROR, error)
     return error

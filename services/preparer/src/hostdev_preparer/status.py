@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from hostdev_events.claims import ClaimRef
-from hostdev_events.state import HostUndo
+from hostdev_events.plans import AnyPlan
 from hostdev_families import sriov
 from hostdev_kube import Conflict, KubeError, NotFound
 
@@ -47,7 +47,7 @@ class StatusWriter(Protocol):
 def entries(
     driver: str,
     pool: str,
-    applied: Sequence[HostUndo],
+    applied: Sequence[AnyPlan],
     now: datetime.datetime,
     *,
     generation: int = 0,
