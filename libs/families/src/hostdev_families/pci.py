@@ -260,15 +260,24 @@ def _addresses(plan: HostUndo) -> list[str]:
 
 
 def apply_group(root: HostRoot, writer: SysfsWriter, plan: HostUndo) -> None:
-    """Bind every member to vfio-pci; if the kernel refuses one, put the others back."""
-    done: list[str] = []
+    """Bind every member to vfio-pci; if the kernel refuses one, put them all back.
+
+    A member counts as touched before its first write: the kernel can refuse the bind
+    after the unbind went through, and that member must not stay without a driver.
+    Restoring an untouched member is a no-op (restore_driver checks first).
+    """
+    touched: list[str] = []
     try:
         for address in _addresses(plan):
+            touched.append(address)
             vfio.bind_vfio(root, writer, plan.device, address)
-            done.append(address)
         vfio.wait_for_group_node(root, plan.device, int(plan.data["group"]))
-    except HostRefused:
-        _restore(root, writer, plan, done)
+    except HostRefused as err:
+        failures = _restore(root, writer, plan, touched)
+        if failures:
+            raise HostRefused(
+                plan.device, f"{reason(err)}; rollback also failed: {'; '.join(failures)}"
+            ) from err
         raise
 
 
@@ -287,8 +296,13 @@ def _restore(
                 plan.data.get(f"override/{address}") or None,
             )
         except HostRefused as err:
-            failures.append(str(err))
+            failures.append(reason(err))
     return failures
+
+
+def reason(err: FamilyError) -> str:
+    """The error's message without its device prefix, to join several under one device."""
+    return str(err).removeprefix(f"{err.device}: ")
 
 
 def restore_group(root: HostRoot, writer: SysfsWriter, undo: HostUndo) -> None:

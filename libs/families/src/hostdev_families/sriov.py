@@ -210,14 +210,20 @@ class SriovFamily:
         if plan.data["mode"] == "vfio":
             pci.apply_group(self.root, self.writer, plan)
         else:
-            plan = self._to_netdevice(plan, address)
-        wanted = _decode("want", plan.data)
-        if wanted != VfSettings():
             try:
-                self.netlink.set_vf(plan.data["pf_ifname"], int(plan.data["vf_index"]), wanted)
-            except OSError as err:
-                self.unprepare(plan)
-                raise HostRefused(plan.device, f"VF settings refused: {err}") from err
+                plan = self._to_netdevice(plan, address)
+            except HostRefused as err:
+                raise _refused(plan.device, pci.reason(err), self._restore_driver(plan)) from err
+        applied: list[VfSettings] = []
+        try:
+            # One setting at a time, as the kernel takes them: on a refusal, `applied`
+            # says exactly which ones to revert.
+            for setting in _one_by_one(_decode("want", plan.data)):
+                self.netlink.set_vf(plan.data["pf_ifname"], int(plan.data["vf_index"]), setting)
+                applied.append(setting)
+        except OSError as err:
+            failures = self._revert(plan, applied) + self._restore_driver(plan)
+            raise _refused(plan.device, f"VF settings refused: {err}", failures) from err
         return plan
 
     def _to_netdevice(self, plan: HostUndo, address: str) -> HostUndo:
@@ -258,24 +264,51 @@ class SriovFamily:
         return mac if _MAC.match(mac) and mac != _NO_MAC else None
 
     def unprepare(self, undo: HostUndo) -> None:
-        was = _decode("was", undo.data)
-        if was != VfSettings():
-            try:
-                self.netlink.set_vf(undo.data["pf_ifname"], int(undo.data["vf_index"]), was)
-            except OSError as err:
-                raise FamilyError(undo.device, f"could not revert VF settings: {err}") from err
-        if undo.data.get("mode") == "vfio":
-            pci.restore_group(self.root, self.writer, undo)
-            return
-        address = undo.data["address"]
-        vfio.restore_driver(
-            self.root,
-            self.writer,
-            undo.device,
-            address,
-            undo.data.get(f"driver/{address}") or None,
-            undo.data.get(f"override/{address}") or None,
+        """Revert the settings, then the driver even if the PF refused: a VF left on
+        vfio-pci is worse than a VF on its driver with a stale VLAN. Raises one error
+        naming every failure once everything possible was done."""
+        failures = self._revert(undo, _one_by_one(_decode("want", undo.data)))
+        failures += self._restore_driver(undo)
+        if failures:
+            raise FamilyError(undo.device, "; ".join(failures))
+
+    def _revert(self, plan: HostUndo, applied: list[VfSettings]) -> list[str]:
+        """Put back the recorded value of each applied setting; the failure, if any."""
+        was = _decode("was", plan.data)
+        revert = VfSettings(
+            mac=was.mac if any(s.mac is not None for s in applied) else None,
+            vlan=was.vlan if any(s.vlan is not None for s in applied) else None,
+            trust=was.trust if any(s.trust is not None for s in applied) else None,
         )
+        if revert == VfSettings():
+            return []
+        try:
+            self.netlink.set_vf(plan.data["pf_ifname"], int(plan.data["vf_index"]), revert)
+        except OSError as err:
+            return [f"could not revert VF settings: {err}"]
+        return []
+
+    def _restore_driver(self, plan: HostUndo) -> list[str]:
+        """Return the VF (its group in vfio mode) to the recorded drivers; the failures."""
+        if plan.data.get("mode") == "vfio":
+            try:
+                pci.restore_group(self.root, self.writer, plan)
+            except FamilyError as err:
+                return [pci.reason(err)]
+            return []
+        address = plan.data["address"]
+        try:
+            vfio.restore_driver(
+                self.root,
+                self.writer,
+                plan.device,
+                address,
+                plan.data.get(f"driver/{address}") or None,
+                plan.data.get(f"override/{address}") or None,
+            )
+        except HostRefused as err:
+            return [pci.reason(err)]
+        return []
 
     def healthy(self, device: Device) -> Health:
         return vf_health(self.root, device.params)
@@ -370,6 +403,26 @@ def _settings(device: str, config: Mapping[str, Any]) -> VfSettings:
     if trust is not None and not isinstance(trust, bool):
         raise FamilyError(device, f"trust {trust!r} is not true or false")
     return VfSettings(mac=mac.lower() if isinstance(mac, str) else None, vlan=vlan, trust=trust)
+
+
+def _refused(device: str, message: str, rollback_failures: list[str]) -> HostRefused:
+    """The refusal, naming what the rollback could not undo, if anything."""
+    if rollback_failures:
+        message += f"; rollback also failed: {'; '.join(rollback_failures)}"
+    return HostRefused(device, message)
+
+
+def _one_by_one(settings: VfSettings) -> list[VfSettings]:
+    """Each setting that is not None on its own, in the order the netlink adapter sets them."""
+    return [
+        s
+        for s in (
+            VfSettings(mac=settings.mac),
+            VfSettings(vlan=settings.vlan),
+            VfSettings(trust=settings.trust),
+        )
+        if s != VfSettings()
+    ]
 
 
 def _encode(prefix: str, settings: VfSettings) -> dict[str, str]:
