@@ -6,6 +6,7 @@ controller (on a real host that can be the boot disk's).
 
 from __future__ import annotations
 
+import errno
 import json
 from typing import Any
 
@@ -17,7 +18,7 @@ from hostdev_events import subjects
 from hostdev_events.inventory import GetInventory, InventorySnapshot
 from hostdev_testing.cluster import Allocated, Cluster
 from hostdev_testing.fakehost import FakeHost
-from hostdev_testing.fakesysfs import SampleHost, snapshot
+from hostdev_testing.fakesysfs import FakeKernel, SampleHost, snapshot
 from hostdev_testing.kubelet import KubeletSimulator, RegisteredPlugin
 from hostdev_testing.services import NodeConfig, Services
 
@@ -138,3 +139,27 @@ async def test_prepare_refuses_when_an_unoffered_function_joined_the_group(
     assert "0000:05:00.0 (xhci_hcd)" in error
     assert "refusing" in error
     assert snapshot(sample.root) == before
+
+
+async def test_a_refused_vfio_bind_leaves_the_host_as_it_was_with_a_per_claim_error(
+    services: Services,
+    kubelet: KubeletSimulator,
+    node_config: NodeConfig,
+    cluster: Cluster,
+    sample: SampleHost,
+) -> None:
+    """The kernel refuses the vfio-pci bind of the NVMe after it left nvme: the kubelet gets a
+    per-claim error naming the device and the errno, the tree is exactly as before (the NVMe
+    back on nvme), and the claim prepares once the kernel accepts."""
+    plugin = await _start(services, kubelet, node_config, [{"address": "0000:01:00.*"}])
+    before = snapshot(sample.root)
+    claim = await cluster.allocated_claim(
+        "vms", "refused", [Allocated("d", NVME)], namespace_create=True
+    )
+    FakeKernel(sample.root).refuse("/sys/bus/pci/drivers/vfio-pci/bind", errno.ENODEV)
+    outcome = await plugin.prepare([claim])
+    error = outcome.claims[claim.uid].error
+    assert NVME in error
+    assert "ENODEV" in error
+    assert snapshot(sample.root) == before
+    assert (await plugin.prepare([claim])).claims[claim.uid].error == ""

@@ -117,3 +117,34 @@ def test_configuration_for_a_pci_function_is_refused_before_any_write(sample: Sa
     with pytest.raises(FamilyError, match="takes no configuration"):
         family.plan(_nvme(family), "claim-1", {"vlan": 5})
     assert kernel.writes == []
+
+
+def test_a_refused_vfio_bind_after_the_unbind_puts_the_function_back_on_its_driver(
+    sample: SampleHost,
+) -> None:
+    """The kernel refuses the vfio-pci bind of the group's first function after it left nvme:
+    the rollback puts that function back on nvme with its old driver_override (it must not
+    stay driverless), HostRefused names the device and the errno, and the tree is as before."""
+    kernel = FakeKernel(sample.root)
+    family = _family(sample, kernel)
+    before = snapshot(sample.root)
+    plan = family.plan(_nvme(family), "claim-1", {})
+    kernel.refuse("/sys/bus/pci/drivers/vfio-pci/bind", errno.ENODEV)
+    with pytest.raises(HostRefused, match="ENODEV") as refused:
+        family.apply(plan)
+    assert refused.value.device == plan.device
+    assert _driver(sample, sample.nvme) == "nvme"
+    assert snapshot(sample.root) == before
+
+
+def test_a_refused_rollback_is_reported_with_the_refused_apply(sample: SampleHost) -> None:
+    """The bind is refused and the kernel then refuses to put the function back too: the
+    error names both, so an operator learns the host was left changed."""
+    kernel = FakeKernel(sample.root)
+    family = _family(sample, kernel)
+    plan = family.plan(_nvme(family), "claim-1", {})
+    kernel.refuse("/sys/bus/pci/drivers/vfio-pci/bind", errno.ENODEV)
+    kernel.refuse("/sys/bus/pci/drivers_probe", errno.EIO)
+    with pytest.raises(HostRefused, match=r"ENODEV.*rollback.*EIO") as refused:
+        family.apply(plan)
+    assert refused.value.device == plan.device

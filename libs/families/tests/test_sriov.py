@@ -12,7 +12,7 @@ import pytest
 
 from hostdev_devconfig import SriovSelector
 from hostdev_events.inventory import Attribute, Device
-from hostdev_families import FamilyError, HostRefused
+from hostdev_families import FamilyError, HostRefused, vfio
 from hostdev_families.sriov import SriovFamily
 from hostdev_sysfs import HostRoot
 from hostdev_testing.fakenetlink import FakeNetlink
@@ -117,3 +117,90 @@ def test_bad_vf_configuration_is_refused_before_any_write(
         family.plan(_vf(family, sample.vfs[2]), "claim-1", config)
     assert kernel.writes == []
     assert netlink.get_vf(sample.pf_netdev, 2) == settings
+
+
+def test_refused_vf_settings_are_not_reverted_and_the_vf_returns_to_its_driver(
+    sample: SampleHost,
+) -> None:
+    """The PF refuses every setting of the VF: nothing was applied, so nothing is reverted
+    (the PF would refuse that too), the VF is back on iavf, the tree and the PF's settings
+    are as before, and HostRefused names the device."""
+    kernel, netlink = FakeKernel(sample.root), FakeNetlink(sample.root)
+    family = _family(sample, kernel, netlink)
+    address, index = sample.vfs[2], 2
+    before, settings = snapshot(sample.root), netlink.get_vf(sample.pf_netdev, index)
+    plan = family.plan(_vf(family, address), "claim-1", {"vlan": 100})
+    netlink.refused.add((sample.pf_netdev, index))
+    with pytest.raises(HostRefused, match="VF settings refused") as refused:
+        family.apply(plan)
+    assert refused.value.device == plan.device
+    assert "revert" not in str(refused.value)
+    assert _driver(sample, address) == "iavf"
+    assert netlink.get_vf(sample.pf_netdev, index) == settings
+    assert snapshot(sample.root) == before
+
+
+def test_a_refused_setting_reverts_only_the_settings_applied_before_it(
+    sample: SampleHost,
+) -> None:
+    """The PF takes the MAC and refuses trust (no trust support): the MAC goes back to what
+    it was, trust is left alone, the VF is back on iavf and the tree is as before."""
+    kernel, netlink = FakeKernel(sample.root), FakeNetlink(sample.root)
+    family = _family(sample, kernel, netlink)
+    address, index = sample.vfs[2], 2
+    before, settings = snapshot(sample.root), netlink.get_vf(sample.pf_netdev, index)
+    config = {"mac": "52:54:00:12:34:56", "trust": True}
+    plan = family.plan(_vf(family, address), "claim-1", config)
+    netlink.refused_fields.add((sample.pf_netdev, index, "trust"))
+    with pytest.raises(HostRefused, match="refused trust") as refused:
+        family.apply(plan)
+    assert refused.value.device == plan.device
+    assert "revert" not in str(refused.value)
+    assert _driver(sample, address) == "iavf"
+    assert netlink.get_vf(sample.pf_netdev, index) == settings
+    assert snapshot(sample.root) == before
+
+
+def test_unprepare_returns_the_vf_to_its_driver_even_when_the_pf_refuses_the_revert(
+    sample: SampleHost,
+) -> None:
+    """The PF refuses to put the VLAN back: the VF still leaves vfio-pci for iavf, and one
+    FamilyError names the device and the refused revert; the retry, once the PF accepts,
+    restores the VLAN."""
+    kernel, netlink = FakeKernel(sample.root), FakeNetlink(sample.root)
+    family = _family(sample, kernel, netlink)
+    address, index = sample.vfs[2], 2
+    before, settings = snapshot(sample.root), netlink.get_vf(sample.pf_netdev, index)
+    applied = family.apply(family.plan(_vf(family, address), "claim-1", {"vlan": 100}))
+    netlink.refused.add((sample.pf_netdev, index))
+    with pytest.raises(FamilyError, match="could not revert VF settings") as refused:
+        family.unprepare(applied)
+    assert refused.value.device == applied.device
+    assert _driver(sample, address) == "iavf"
+    assert snapshot(sample.root) == before
+    netlink.refused.clear()
+    family.unprepare(applied)
+    assert netlink.get_vf(sample.pf_netdev, index) == settings
+    assert snapshot(sample.root) == before
+
+
+def test_a_refused_release_to_the_host_driver_puts_a_netdevice_vf_back_on_vfio(
+    sample: SampleHost,
+) -> None:
+    """A VF parked on vfio-pci is asked for as a netdevice; the kernel refuses the probe of
+    its host driver after it left vfio-pci: it goes back to vfio-pci with its override, the
+    tree is as before, and HostRefused names the device."""
+    kernel, netlink = FakeKernel(sample.root), FakeNetlink(sample.root)
+    address = sample.vfs[2]
+    vfio.bind_vfio(HostRoot(sample.root), kernel, "setup", address)
+    family = SriovFamily(
+        HostRoot(sample.root), kernel, netlink, (SriovSelector(pf=sample.pf, mode="netdevice"),)
+    )
+    before = snapshot(sample.root)
+    plan = family.plan(_vf(family, address), "claim-1", {})
+    kernel.refuse("/sys/bus/pci/drivers_probe", errno.EIO)
+    with pytest.raises(HostRefused, match="EIO") as refused:
+        family.apply(plan)
+    assert refused.value.device == plan.device
+    assert _driver(sample, address) == "vfio-pci"
+    assert snapshot(sample.root) == before

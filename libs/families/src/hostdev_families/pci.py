@@ -264,15 +264,24 @@ def apply_group(
     group: int,
     members: Sequence[FunctionDriver],
 ) -> None:
-    """Bind every member to vfio-pci; if the kernel refuses one, put the others back."""
-    done: list[FunctionDriver] = []
+    """Bind every member to vfio-pci; if the kernel refuses one, put them all back.
+
+    A member counts as touched before its first write: the kernel can refuse the bind
+    after the unbind went through, and that member must not stay without a driver.
+    Restoring an untouched member is a no-op (restore_driver checks first).
+    """
+    touched: list[FunctionDriver] = []
     try:
         for member in members:
+            touched.append(member)
             vfio.bind_vfio(root, writer, device, member.address)
-            done.append(member)
         vfio.wait_for_group_node(root, device, group)
-    except HostRefused:
-        _restore(root, writer, device, done)
+    except HostRefused as err:
+        failures = _restore(root, writer, device, touched)
+        if failures:
+            raise HostRefused(
+                device, f"{reason(err)}; rollback also failed: {'; '.join(failures)}"
+            ) from err
         raise
 
 
@@ -286,8 +295,13 @@ def _restore(
                 root, writer, device, member.address, member.driver or None, member.override or None
             )
         except HostRefused as err:
-            failures.append(str(err))
+            failures.append(reason(err))
     return failures
+
+
+def reason(err: FamilyError) -> str:
+    """The error's message without its device prefix, to join several under one device."""
+    return str(err).removeprefix(f"{err.device}: ")
 
 
 def restore_group(

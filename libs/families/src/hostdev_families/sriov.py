@@ -208,14 +208,20 @@ class SriovFamily:
             assert vf.group is not None  # plan refuses vfio mode without a group
             pci.apply_group(self.root, self.writer, vf.device, vf.group, vf.members)
         else:
-            vf = self._to_netdevice(vf)
-        wanted = _settings_of(vf.want)
-        if wanted != VfSettings():
             try:
-                self.netlink.set_vf(vf.pf_ifname, vf.vf_index, wanted)
-            except OSError as err:
-                self.unprepare(vf)
-                raise HostRefused(vf.device, f"VF settings refused: {err}") from err
+                vf = self._to_netdevice(vf)
+            except HostRefused as err:
+                raise _refused(vf.device, pci.reason(err), self._restore_driver(vf)) from err
+        applied: list[VfSettings] = []
+        try:
+            # One setting at a time, as the kernel takes them: on a refusal, `applied`
+            # says exactly which ones to revert.
+            for setting in _one_by_one(_settings_of(vf.want)):
+                self.netlink.set_vf(vf.pf_ifname, vf.vf_index, setting)
+                applied.append(setting)
+        except OSError as err:
+            failures = self._revert(vf, applied) + self._restore_driver(vf)
+            raise _refused(vf.device, f"VF settings refused: {err}", failures) from err
         return vf
 
     def _to_netdevice(self, plan: SriovPlan) -> SriovPlan:
@@ -247,25 +253,52 @@ class SriovFamily:
         return mac if _MAC.match(mac) and mac != _NO_MAC else None
 
     def unprepare(self, plan: AnyPlan) -> None:
+        """Revert the settings, then the driver even if the PF refused: a VF left on
+        vfio-pci is worse than a VF on its driver with a stale VLAN. Raises one error
+        naming every failure once everything possible was done."""
         vf = own_plan(plan, SriovPlan)
-        was = _settings_of(vf.was)
-        if was != VfSettings():
-            try:
-                self.netlink.set_vf(vf.pf_ifname, vf.vf_index, was)
-            except OSError as err:
-                raise FamilyError(vf.device, f"could not revert VF settings: {err}") from err
-        if vf.mode == "vfio":
-            pci.restore_group(self.root, self.writer, vf.device, vf.members)
-            return
-        original = next((m for m in vf.members if m.address == vf.address), None)
-        vfio.restore_driver(
-            self.root,
-            self.writer,
-            vf.device,
-            vf.address,
-            (original.driver or None) if original else None,
-            (original.override or None) if original else None,
+        failures = self._revert(vf, _one_by_one(_settings_of(vf.want)))
+        failures += self._restore_driver(vf)
+        if failures:
+            raise FamilyError(vf.device, "; ".join(failures))
+
+    def _revert(self, plan: SriovPlan, applied: list[VfSettings]) -> list[str]:
+        """Put back the recorded value of each applied setting; the failure, if any."""
+        was = plan.was
+        revert = VfSettings(
+            mac=was.mac if any(s.mac is not None for s in applied) else None,
+            vlan=was.vlan if any(s.vlan is not None for s in applied) else None,
+            trust=was.trust if any(s.trust is not None for s in applied) else None,
         )
+        if revert == VfSettings():
+            return []
+        try:
+            self.netlink.set_vf(plan.pf_ifname, plan.vf_index, revert)
+        except OSError as err:
+            return [f"could not revert VF settings: {err}"]
+        return []
+
+    def _restore_driver(self, plan: SriovPlan) -> list[str]:
+        """Return the VF (its group in vfio mode) to the recorded drivers; the failures."""
+        if plan.mode == "vfio":
+            try:
+                pci.restore_group(self.root, self.writer, plan.device, plan.members)
+            except FamilyError as err:
+                return [pci.reason(err)]
+            return []
+        original = next((m for m in plan.members if m.address == plan.address), None)
+        try:
+            vfio.restore_driver(
+                self.root,
+                self.writer,
+                plan.device,
+                plan.address,
+                (original.driver or None) if original else None,
+                (original.override or None) if original else None,
+            )
+        except HostRefused as err:
+            return [pci.reason(err)]
+        return []
 
     def healthy(self, device: Device) -> Health:
         return vf_health(self.root, device.params)
@@ -362,6 +395,26 @@ def _settings(device: str, config: Mapping[str, Any]) -> VfSettings:
     if trust is not None and not isinstance(trust, bool):
         raise FamilyError(device, f"trust {trust!r} is not true or false")
     return VfSettings(mac=mac.lower() if isinstance(mac, str) else None, vlan=vlan, trust=trust)
+
+
+def _refused(device: str, message: str, rollback_failures: list[str]) -> HostRefused:
+    """The refusal, naming what the rollback could not undo, if anything."""
+    if rollback_failures:
+        message += f"; rollback also failed: {'; '.join(rollback_failures)}"
+    return HostRefused(device, message)
+
+
+def _one_by_one(settings: VfSettings) -> list[VfSettings]:
+    """Each setting that is not None on its own, in the order the netlink adapter sets them."""
+    return [
+        s
+        for s in (
+            VfSettings(mac=settings.mac),
+            VfSettings(vlan=settings.vlan),
+            VfSettings(trust=settings.trust),
+        )
+        if s != VfSettings()
+    ]
 
 
 def _values(settings: VfSettings) -> VfValues:

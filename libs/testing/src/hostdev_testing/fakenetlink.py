@@ -18,6 +18,9 @@ class FakeNetlink:
     def __init__(self, root: Path) -> None:
         self.path = root / STATE_FILE
         self.refused: set[tuple[str, int]] = set()
+        # (pf, vf, field): the PF driver refuses that one setting ("mac", "vlan" or "trust"),
+        # as a driver without VF trust support does, and accepts the others.
+        self.refused_fields: set[tuple[str, int, str]] = set()
 
     def _load(self) -> dict[str, VfSettings]:
         if not self.path.exists():
@@ -30,6 +33,9 @@ class FakeNetlink:
     def set_vf(self, pf: str, vf: int, settings: VfSettings) -> None:
         if (pf, vf) in self.refused:
             raise OSError(f"{pf} refused settings for VF {vf}")
+        for field in ("mac", "vlan", "trust"):
+            if getattr(settings, field) is not None and (pf, vf, field) in self.refused_fields:
+                raise OSError(f"{pf} refused {field} for VF {vf}")
         current = self.get_vf(pf, vf)
         state = self._load()
         state[f"{pf}/{vf}"] = VfSettings(
