@@ -58,9 +58,7 @@ async def on_allocate(msg: AllocateDevices, deps: Deps) -> DevicesAllocated:
         # otherwise prepare the IDs first and then see its work undone by this rollback.
         for key in sorted({c.claim.uid for _, c in calls}):
             await held.enter_async_context(deps.locks.hold(key))
-        results = await asyncio.gather(
-            *(_allocate(a, c) for a, c in calls), return_exceptions=True
-        )
+        results = await asyncio.gather(*(_allocate(a, c) for a, c in calls), return_exceptions=True)
         errors = [
             (a, c, r)
             for (a, c), r in zip(calls, results, strict=True)
