@@ -30,7 +30,7 @@ from hostdev_bus import (
     tracing,
 )
 from hostdev_bus.errors import BusError
-from hostdev_events import subjects
+from hostdev_events import killpoints, subjects
 from hostdev_events.base import ErrorCode, ErrorReply, Message
 from hostdev_events.service import ServiceReady
 from hostdev_runtime import http, telemetry
@@ -117,6 +117,7 @@ async def _dispatch(route: Route[Any], msg: Msg, metrics: Metrics) -> None:
         if isinstance(reply, ErrorReply):
             span.set_status(trace.StatusCode.ERROR, reply.detail)
         if msg.reply and reply is not None:
+            killpoints.reached(killpoints.NATS_REPLY)  # the work is done, the answer not sent
             with contextlib.suppress(Exception):  # the requester may be gone; nothing to undo
                 await msg.respond(codec.encode(reply))
         elapsed = time.perf_counter() - started
