@@ -54,3 +54,8 @@ demo *args:
 [group('run')]
 bench *args:
     {{py}} bench/run.py {{args}}
+
+# The fault-injection campaign: SIGKILL every process at every point it waits (--short: a spread).
+[group('run')]
+chaos *args:
+    {{py}} -m hostdev_testing.chaos {{args}}
