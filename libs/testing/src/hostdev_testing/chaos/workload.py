@@ -128,9 +128,14 @@ class Kubelet:
             return await dp.allocate(resource, [device])
 
         await self.until_done(f"allocate {device}", attempt, lambda _: None)
+        # The kubelet records the container's devices at once; pod-resources lists them
+        # until the pod is gone (the gateway releases only IDs no pod holds).
+        self.node.dp_kubelet.assign(_pod(device), NAMESPACE, "main", resource, [device])
 
     async def release_device_plugin(self) -> None:
         """The pods are gone: pod-resources lists nothing, the gateway releases every ID."""
+        for _, device in DP_ALLOCATIONS:
+            self.node.dp_kubelet.unassign(_pod(device), NAMESPACE)
         bus = NatsBus(self.node.nc)
 
         async def attempt() -> int:
@@ -149,6 +154,10 @@ class Kubelet:
         await self.until_done(
             "release device-plugin IDs", attempt, lambda n: f"{n} still allocated" if n else None
         )
+
+
+def _pod(device: str) -> str:
+    return f"pod-{device}"
 
 
 async def make_claims(node: ChaosNode, tag: str) -> list[tuple[ClaimPlan, Claim]]:
