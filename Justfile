@@ -66,3 +66,8 @@ bench *args:
 [positional-arguments]
 hostdev *args:
     .venv/bin/hostdev "$@"
+
+# The fault-injection campaign: SIGKILL every process at every point it waits (--short: a spread).
+[group('run')]
+chaos *args:
+    {{py}} -m hostdev_testing.chaos {{args}}

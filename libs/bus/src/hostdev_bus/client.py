@@ -12,6 +12,7 @@ from nats.aio.client import Client as NatsClient
 
 from hostdev_bus import codec, tracing
 from hostdev_bus.errors import MalformedReply, RemoteError, RequestTimeout, Unavailable
+from hostdev_events import killpoints
 from hostdev_events.base import ErrorReply, Message
 
 logger = logging.getLogger(__name__)
@@ -52,6 +53,7 @@ class NatsBus:
             raise RequestTimeout(subject, timeout) from err
         except (nats.errors.ConnectionClosedError, nats.errors.ConnectionReconnectingError) as err:
             raise Unavailable(subject, f"not connected to NATS: {err}") from err
+        killpoints.reached(killpoints.NATS_REQUEST)
         return decode_reply(subject, msg.data, reply)
 
     async def publish(self, subject: str, message: Message) -> None:

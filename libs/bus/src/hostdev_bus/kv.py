@@ -12,6 +12,7 @@ from nats.js.kv import KeyValue
 
 from hostdev_bus import codec
 from hostdev_bus.errors import KeyExists, KeyMissing, WrongRevision
+from hostdev_events import killpoints
 
 T = TypeVar("T")
 
@@ -65,22 +66,28 @@ class NatsKv(Generic[T]):
         try:
             entry = await self._kv.get(key)
         except nats.js.errors.KeyNotFoundError:
+            killpoints.reached(killpoints.KV_READ)
             return None
+        killpoints.reached(killpoints.KV_READ)
         if entry.value is None:
             return None
         return self._decoder.decode(entry.value), entry.revision or 0
 
     async def create(self, key: str, value: T) -> int:
         try:
-            return await self._kv.create(key, codec.encode(value))
+            revision = await self._kv.create(key, codec.encode(value))
         except nats.js.errors.KeyWrongLastSequenceError as err:
             raise KeyExists(key, "already has a value") from err
+        killpoints.reached(killpoints.KV_WRITE)
+        return revision
 
     async def update(self, key: str, value: T, last: int) -> int:
         try:
-            return await self._kv.update(key, codec.encode(value), last=last)
+            revision = await self._kv.update(key, codec.encode(value), last=last)
         except nats.js.errors.KeyWrongLastSequenceError as err:
             raise WrongRevision(key, f"revision {last} is not the latest") from err
+        killpoints.reached(killpoints.KV_WRITE)
+        return revision
 
     async def delete(self, key: str, last: int | None = None) -> None:
         try:
@@ -89,6 +96,7 @@ class NatsKv(Generic[T]):
             if err.err_code in _WRONG_LAST_SEQUENCE:
                 raise WrongRevision(key, f"revision {last} is not the latest") from err
             raise
+        killpoints.reached(killpoints.KV_WRITE)
 
     async def keys(self, prefix: str = "") -> list[str]:
         # nats-py's keys() reads the whole bucket and filters by substring; a filtered
@@ -104,6 +112,7 @@ class NatsKv(Generic[T]):
                 found.append(entry.key)
         finally:
             await watcher.stop()  # type: ignore[no-untyped-call]
+        killpoints.reached(killpoints.KV_READ)
         return sorted(found)
 
     async def watch(self, prefix: str = "") -> AsyncIterator[tuple[str, T | None] | None]:

@@ -12,6 +12,7 @@ import msgspec
 from hostdev_cdi import names
 from hostdev_cdi.spec import Spec
 from hostdev_cdi.validate import validate
+from hostdev_events import killpoints
 
 _encoder = msgspec.json.Encoder()
 
@@ -49,6 +50,7 @@ def write_atomic(directory: Path, file_name: str, data: bytes) -> Path:
             os.unlink(tmp_name)
         raise
     _fsync_dir(directory)
+    killpoints.reached(killpoints.FILE_WRITE)
     return target
 
 
@@ -77,6 +79,7 @@ def remove_owned(directory: Path, owner: str, keep: frozenset[str] = frozenset()
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
             removed.append(path)
+            killpoints.reached(killpoints.FILE_WRITE)
     if removed:
         _fsync_dir(directory)
     return removed

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from hostdev_events import killpoints
+
 
 @dataclass(frozen=True, slots=True)
 class VfSettings:
@@ -65,3 +67,4 @@ class Pyroute2Netlink:
                 ipr.link("set", index=index, vf={"vf": vf, "vlan": settings.vlan})
             if settings.trust is not None:
                 ipr.link("set", index=index, vf={"vf": vf, "trust": int(settings.trust)})
+        killpoints.reached(killpoints.NETLINK_WRITE)

@@ -11,6 +11,7 @@ from urllib.parse import quote, urlencode
 import aiohttp
 import msgspec
 
+from hostdev_events import killpoints
 from hostdev_kube.access import Access, find
 from hostdev_kube.errors import Conflict, Gone, KubeError, NotFound
 from hostdev_kube.models import (
@@ -85,6 +86,7 @@ class Kube:
                 status, reason = response.status, response.reason or ""
         except aiohttp.ClientError as err:
             raise KubeError(0, "Unreachable", str(err)) from err
+        killpoints.reached(killpoints.API_CALL)
         if status >= 400:
             raise _status_error(status, reason, payload)
         return msgspec.json.decode(payload, type=kind)

@@ -19,7 +19,7 @@ from nats.js import JetStreamContext
 from opentelemetry import trace
 
 from hostdev_bus import NatsBus, codec, connect, inbox_prefix, tracing
-from hostdev_events import subjects
+from hostdev_events import killpoints, subjects
 from hostdev_events.base import ErrorCode, ErrorReply, Message
 from hostdev_events.service import ServiceReady
 from hostdev_runtime import http, telemetry
@@ -107,6 +107,7 @@ async def _dispatch(route: Route[Any], msg: Msg, metrics: Metrics) -> None:
         if isinstance(reply, ErrorReply):
             span.set_status(trace.StatusCode.ERROR, reply.detail)
         if msg.reply and reply is not None:
+            killpoints.reached(killpoints.NATS_REPLY)  # the work is done, the answer not sent
             with contextlib.suppress(Exception):  # the requester may be gone; nothing to undo
                 await msg.respond(codec.encode(reply))
         elapsed = _CLOCK.monotonic() - started

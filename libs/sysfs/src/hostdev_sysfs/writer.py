@@ -6,6 +6,7 @@ import errno
 import os
 from typing import Protocol
 
+from hostdev_events import killpoints
 from hostdev_sysfs.root import HostRoot
 
 
@@ -34,6 +35,7 @@ class FileWriter:
             os.write(fd, data.encode())
         finally:
             os.close(fd)
+        killpoints.reached(killpoints.SYSFS_WRITE)
 
 
 class ReadOnlyWriter:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import msgspec
 
+from hostdev_events import killpoints
 from hostdev_families import VfSettings
 
 STATE_FILE = ".fake-netlink.json"
@@ -44,6 +45,7 @@ class FakeNetlink:
             trust=settings.trust if settings.trust is not None else current.trust,
         )
         self.path.write_bytes(msgspec.json.encode(state))
+        killpoints.reached(killpoints.NETLINK_WRITE)
 
     def settings(self) -> dict[str, VfSettings]:
         """Every VF's settings as stored, for before/after comparisons."""

@@ -20,7 +20,7 @@ from hostdev_cdi import (
     remove_owned,
     write_atomic,
 )
-from hostdev_events import subjects
+from hostdev_events import killpoints, subjects
 from hostdev_events.base import ErrorCode
 from hostdev_events.cdi import (
     CdiSpecsRemoved,
@@ -123,6 +123,7 @@ def _unlink(paths: list[Path]) -> list[Path]:
         except FileNotFoundError:
             continue
         removed.append(path)
+        killpoints.reached(killpoints.FILE_WRITE)
     return removed
 
 
@@ -146,6 +147,7 @@ def _remove_all(deps: Deps, owner: str) -> list[Path]:
     if folder.exists():
         shutil.rmtree(folder)
         removed.append(folder)
+        killpoints.reached(killpoints.FILE_WRITE)
     return removed
 
 

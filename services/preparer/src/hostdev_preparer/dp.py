@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 from opentelemetry import trace
@@ -52,17 +53,25 @@ async def on_allocate(msg: AllocateDevices, deps: Deps) -> DevicesAllocated:
     """Prepare every ID of one container's Allocate; if one fails, none stays prepared."""
     deadline = deps.clock.monotonic() + msg.timeout_ms / 1000
     calls = [(a, dp_call(msg.resource, a.id, deps, deadline)) for a in msg.allocations]
-    results = await asyncio.gather(*(_allocate(a, c) for a, c in calls), return_exceptions=True)
-    errors = [
-        (a, c, r) for (a, c), r in zip(calls, results, strict=True) if isinstance(r, BaseException)
-    ]
-    if errors:
-        await asyncio.gather(*(_release(c) for _, c in calls))
-        detail = "; ".join(
-            f"{a.id}: {failed('allocate', c.claim.uid, e)[1] if isinstance(e, Exception) else e}"
-            for a, c, e in errors
-        )
-        raise HandlerError(ErrorCode.CONFLICT, f"{msg.resource}: {detail}")
+    async with contextlib.AsyncExitStack() as held:
+        # The IDs stay locked until a failed call has rolled back: a retry of the same
+        # Allocate (the kubelet's, after this one timed out) waiting for a lock would
+        # otherwise prepare the IDs first and then see its work undone by this rollback.
+        for key in sorted({c.claim.uid for _, c in calls}):
+            await held.enter_async_context(deps.locks.hold(key))
+        results = await asyncio.gather(*(_allocate(a, c) for a, c in calls), return_exceptions=True)
+        errors = [
+            (a, c, r)
+            for (a, c), r in zip(calls, results, strict=True)
+            if isinstance(r, BaseException)
+        ]
+        if errors:
+            await asyncio.gather(*(_release_held(c) for _, c in calls))
+            detail = "; ".join(
+                f"{a.id}: {failed('allocate', c.claim.uid, e)[1] if isinstance(e, Exception) else e}"
+                for a, c, e in errors
+            )
+            raise HandlerError(ErrorCode.CONFLICT, f"{msg.resource}: {detail}")
     prepared = tuple(r for r in results if isinstance(r, DpPrepared))
     return DevicesAllocated(resource=msg.resource, prepared=prepared)
 
@@ -71,8 +80,7 @@ async def _allocate(allocation: DpAllocation, call: Call) -> DpPrepared:
     with tracer.start_as_current_span(
         "allocate device", attributes={telemetry.ATTR_DEVICE: allocation.device}
     ):
-        async with call.deps.locks.hold(call.claim.uid):
-            return await allocate_held(allocation, call)
+        return await allocate_held(allocation, call)
 
 
 def in_place(deps: Deps, allocation: DpAllocation, checkpoint: Checkpoint) -> bool:
@@ -134,13 +142,18 @@ def _prepared(allocation: DpAllocation, checkpoint: Checkpoint) -> DpPrepared:
 
 async def _release(call: Call) -> str:
     async with call.deps.locks.hold(call.claim.uid):
-        try:
-            found = await call.deps.checkpoints.get(call.key)
-            if found is not None:
-                await undo(call, *found)
-            return ""
-        except Exception as err:
-            return failed("release", call.claim.uid, err)[1]
+        return await _release_held(call)
+
+
+async def _release_held(call: Call) -> str:
+    """Undo one ID; the caller holds its lock."""
+    try:
+        found = await call.deps.checkpoints.get(call.key)
+        if found is not None:
+            await undo(call, *found)
+        return ""
+    except Exception as err:
+        return failed("release", call.claim.uid, err)[1]
 
 
 async def on_release(msg: ReleaseAllocations, deps: Deps) -> AllocationsReleased:

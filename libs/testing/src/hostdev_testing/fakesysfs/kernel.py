@@ -9,6 +9,7 @@ import posixpath
 import threading
 from pathlib import Path, PurePosixPath
 
+from hostdev_events import killpoints
 from hostdev_testing.fakesysfs import mdev as mdevs
 from hostdev_testing.fakesysfs.pci import (
     PCI_DRIVERS,
@@ -92,6 +93,8 @@ class FakeKernel:
                 self._write(host_path, data)
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
+        # The kernel has acted: the preparer's process may die before it records the write.
+        killpoints.reached(killpoints.SYSFS_WRITE)
 
     def _write(self, host_path: str, data: str) -> None:
         self.writes.append((host_path, data))
