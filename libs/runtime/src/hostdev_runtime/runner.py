@@ -89,6 +89,9 @@ async def handle(route: Route[M], msg: Msg) -> Message | None:
         return await route.handler(request)
     except HandlerError as err:
         return ErrorReply(code=err.code, detail=err.detail)
+    except subjects.InvalidName as err:
+        # A name from the request that cannot become a subject token or a KV key.
+        return ErrorReply(code=ErrorCode.INVALID, detail=str(err))
     except RemoteError as err:
         return ErrorReply(code=err.code, detail=err.detail)
     except RequestTimeout as err:
