@@ -9,7 +9,7 @@ from typing import TypeVar
 
 from opentelemetry import trace
 
-from hostdev_bus import Bus, BusError, RemoteError
+from hostdev_bus import Bus, BusError, PayloadTooLarge, RemoteError
 from hostdev_events import subjects
 from hostdev_events.claims import (
     ClaimOutcome,
@@ -33,6 +33,10 @@ NO_RESULT = "the preparer returned no result for this claim"
 
 class DriverUnavailable(Exception):
     """The preparer could not be reached or failed as a whole; the call fails, not a claim."""
+
+
+class TooManyClaims(Exception):
+    """The call's claims do not fit in one NATS message; retrying the same call cannot help."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +104,11 @@ class ClaimCalls:
             return await self.bus.request(subject, message, reply, timeout)
         except RemoteError as err:
             raise DriverUnavailable(f"preparer failed: {err.code}: {err.detail}") from err
+        except PayloadTooLarge as err:
+            raise TooManyClaims(
+                f"{len(message.claims)} claims ({err.size} bytes) are more than one request "
+                "to the preparer can carry"
+            ) from err
         except BusError as err:
             raise DriverUnavailable(f"preparer unavailable: {err}") from err
 
