@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import enum
 import importlib
 import json
 import os
@@ -26,6 +25,8 @@ import hostdev_events
 import msgspec
 import msgspec.inspect as mi
 from hostdev_events.base import Message
+from google.protobuf import message_factory
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -84,10 +85,11 @@ def examples() -> int:
     return LONG_EXAMPLES if long_mode() else SHORT_EXAMPLES
 
 
-def fuzz_settings() -> settings:
-    """Hypothesis settings of this run: no deadline (a real server answers), no database."""
+def fuzz_settings(limit: int | None = None) -> settings:
+    """Hypothesis settings of this run: no deadline (a real server answers), no database;
+    `limit` caps the inputs of an entry point whose every input is expensive."""
     return settings(
-        max_examples=examples(),
+        max_examples=examples() if limit is None else min(limit, examples()),
         deadline=None,
         database=None,
         derandomize=not long_mode(),  # CI runs the same inputs each time
@@ -242,15 +244,71 @@ def payloads(kind: type[Message]) -> st.SearchStrategy[bytes]:
     return build()
 
 
-def enum_values(kind: type[enum.Enum]) -> tuple[str, ...]:
-    """The wire values of an enum."""
-    return tuple(str(m.value) for m in kind)
+def utf8_texts() -> st.SearchStrategy[str]:
+    """`texts()` that protobuf can carry: lone surrogates become U+FFFD."""
+    return texts().map(lambda t: t.encode("utf-8", "replace").decode("utf-8"))
 
 
-def run(name: str, strategy: st.SearchStrategy[T], check: Callable[[T], None]) -> None:
+_INT_RANGES = {
+    FieldDescriptor.TYPE_INT32: (-(2**31), 2**31 - 1),
+    FieldDescriptor.TYPE_SINT32: (-(2**31), 2**31 - 1),
+    FieldDescriptor.TYPE_SFIXED32: (-(2**31), 2**31 - 1),
+    FieldDescriptor.TYPE_UINT32: (0, 2**32 - 1),
+    FieldDescriptor.TYPE_FIXED32: (0, 2**32 - 1),
+    FieldDescriptor.TYPE_INT64: (-(2**63), 2**63 - 1),
+    FieldDescriptor.TYPE_SINT64: (-(2**63), 2**63 - 1),
+    FieldDescriptor.TYPE_SFIXED64: (-(2**63), 2**63 - 1),
+    FieldDescriptor.TYPE_UINT64: (0, 2**64 - 1),
+    FieldDescriptor.TYPE_FIXED64: (0, 2**64 - 1),
+}
+
+
+def _proto_scalar(field: FieldDescriptor, depth: int) -> st.SearchStrategy[Any]:
+    kind = field.type
+    if kind == FieldDescriptor.TYPE_STRING:
+        return utf8_texts()
+    if kind == FieldDescriptor.TYPE_BYTES:
+        return st.binary(max_size=64)
+    if kind == FieldDescriptor.TYPE_BOOL:
+        return st.booleans()
+    if kind in (FieldDescriptor.TYPE_DOUBLE, FieldDescriptor.TYPE_FLOAT):
+        return st.floats(width=32 if kind == FieldDescriptor.TYPE_FLOAT else 64)
+    if kind == FieldDescriptor.TYPE_ENUM:
+        return st.sampled_from([v.number for v in field.enum_type.values])
+    if kind == FieldDescriptor.TYPE_MESSAGE:
+        return proto_messages(field.message_type, depth + 1)
+    low, high = _INT_RANGES[kind]
+    return st.integers(min_value=low, max_value=high)
+
+
+def _proto_field(field: FieldDescriptor, depth: int) -> st.SearchStrategy[Any]:
+    message = field.message_type
+    if message is not None and message.GetOptions().map_entry:
+        keys = _proto_scalar(message.fields_by_name["key"], depth)
+        values = _proto_scalar(message.fields_by_name["value"], depth)
+        return st.dictionaries(keys, values, max_size=3)
+    if field.is_repeated:
+        return st.lists(_proto_scalar(field, depth), max_size=3)
+    return _proto_scalar(field, depth)
+
+
+def proto_messages(descriptor: Descriptor, depth: int = 0) -> st.SearchStrategy[Any]:
+    """Messages of `descriptor`'s type with random values in random subsets of its fields."""
+    cls = message_factory.GetMessageClass(descriptor)
+    fields = [] if depth > 3 else list(descriptor.fields)
+    optional = {f.name: _proto_field(f, depth) for f in fields}
+    return st.fixed_dictionaries({}, optional=optional).map(lambda kwargs: cls(**kwargs))
+
+
+def run(
+    name: str,
+    strategy: st.SearchStrategy[T],
+    check: Callable[[T], None],
+    limit: int | None = None,
+) -> None:
     """Feed `strategy`'s inputs to `check` under this run's settings, counting them."""
 
-    @fuzz_settings()
+    @fuzz_settings(limit)
     @given(strategy)
     def one(value: T) -> None:
         COUNTS[name] += 1
@@ -264,6 +322,7 @@ async def run_async(
     strategy: st.SearchStrategy[T],
     check: Callable[[T], Awaitable[None]],
     deadline: float = INPUT_DEADLINE,
+    limit: int | None = None,
 ) -> None:
     """`run` for a coroutine check on this loop: Hypothesis draws in a worker thread while the
     services under test keep running here. An input not handled within `deadline` fails."""
@@ -277,7 +336,7 @@ async def run_async(
             future.cancel()
             raise AssertionError(f"{name}: no answer within {deadline}s (a hang)") from None
 
-    await asyncio.to_thread(run, name, strategy, blocking)
+    await asyncio.to_thread(run, name, strategy, blocking, limit)
 
 
 async def _as_coroutine(check: Callable[[T], Awaitable[None]], value: T) -> None:
