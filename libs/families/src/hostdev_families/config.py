@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
+
+
+# A device name is a ResourceSlice device name and a KV key part: a DNS label.
+DeviceName = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")]
 
 
 class HostPathSpec(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
     """One host device node or path, or a glob of them.
 
     path:          absolute host path; a glob (`/dev/dri/renderD*`) gives one device per match.
-    name:          device name; derived from the path when absent (not allowed with a glob).
+    name:          device name, a DNS label (`kvm`); derived from the path when absent (not
+                   allowed with a glob).
     type:          `device` (a device node) or `mount` (a file, directory or socket, bind-mounted).
     shared:        many claims may hold it at once (published with allowMultipleAllocations).
     containerPath: where it appears in the container; the host path when absent.
@@ -21,7 +26,7 @@ class HostPathSpec(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
     """
 
     path: str
-    name: str | None = None
+    name: DeviceName | None = None
     type: Literal["device", "mount"] = "device"
     shared: bool = False
     container_path: str | None = None
