@@ -164,6 +164,8 @@ def _from_info(info: mi.Type) -> st.SearchStrategy[Any]:  # noqa: C901 - one cas
             return _int(info)
         case mi.FloatType():
             return st.floats(allow_nan=False, allow_infinity=False)
+        case mi.StrType(pattern=str() as pattern):
+            return st.one_of(st.from_regex(pattern, fullmatch=True), texts())
         case mi.StrType():
             return texts()
         case mi.BoolType():
