@@ -52,6 +52,8 @@ class ClaimCalls:
         for claim in claims:
             if not claim.uid:
                 errors[claim.uid] = "claim has no UID"
+            elif not _usable_uid(self.node, claim.uid):
+                errors[claim.uid] = f"claim UID {claim.uid[:80]!r} is not a Kubernetes UID"
             elif not claim.name or not claim.namespace:
                 errors[claim.uid] = f"claim {claim.uid} has no name or namespace"
         return errors, tuple(c for c in claims if c.uid not in errors)
@@ -111,6 +113,15 @@ class ClaimCalls:
             ) from err
         except BusError as err:
             raise DriverUnavailable(f"preparer unavailable: {err}") from err
+
+
+def _usable_uid(node: str, uid: str) -> bool:
+    """Whether `uid` can key the claim's checkpoint (a Kubernetes UID always can)."""
+    try:
+        subjects.checkpoint_key(node, uid)
+    except subjects.InvalidName:
+        return False
+    return True
 
 
 def _budget(remaining: float | None) -> float:
