@@ -126,7 +126,9 @@ def _claim_bodies(node: str, driver: str) -> st.SearchStrategy[object]:
             "name": fuzz.texts(),
             "namespace": st.just(FUZZ_NAMESPACE),
             "uid": fuzz.texts(),
-            "annotations": st.one_of(st.dictionaries(fuzz.texts(), fuzz.texts()), fuzz.json_values()),
+            "annotations": st.one_of(
+                st.dictionaries(fuzz.texts(), fuzz.texts()), fuzz.json_values()
+            ),
         },
     )
     aimed = st.fixed_dictionaries(
@@ -134,7 +136,12 @@ def _claim_bodies(node: str, driver: str) -> st.SearchStrategy[object]:
         optional={
             "metadata": metadata,
             "status": st.fixed_dictionaries(
-                {}, optional={"allocation": st.one_of(st.fixed_dictionaries({"devices": devices}), fuzz.json_values())}
+                {},
+                optional={
+                    "allocation": st.one_of(
+                        st.fixed_dictionaries({"devices": devices}), fuzz.json_values()
+                    )
+                },
             ),
         },
     )
@@ -143,7 +150,9 @@ def _claim_bodies(node: str, driver: str) -> st.SearchStrategy[object]:
 
 def answers(node: str, driver: str) -> st.SearchStrategy[Answer]:
     """Claims of odd shapes, statuses from 200 to 503 with any body, and silence."""
-    statuses = st.sampled_from([200, 200, 200, 201, 204, 301, 400, 401, 403, 404, 409, 410, 429, 500, 503])
+    statuses = st.sampled_from(
+        [200, 200, 200, 201, 204, 301, 400, 401, 403, 404, 409, 410, 429, 500, 503]
+    )
     bodies = st.one_of(
         _claim_bodies(node, driver).map(fuzz.encode),
         st.binary(max_size=128),

@@ -85,7 +85,11 @@ def test_selection_file_loads_or_is_refused_with_a_config_error(sample: SampleHo
             try:
                 config = load_config(path)
             except ConfigError as err:
-                assert str(path) in str(err)
+                refused = str(err)
+            else:
+                refused = ""
+            if refused:
+                assert str(path) in refused
                 return
             assert isinstance(config, DevicesConfig)
             loaded += 1
@@ -96,4 +100,3 @@ def test_selection_file_loads_or_is_refused_with_a_config_error(sample: SampleHo
 
         fuzz.run("config load_config + discovery", selections(), check)
     assert loaded, "no input loaded; the strategy no longer produces selections"
-

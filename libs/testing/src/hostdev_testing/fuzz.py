@@ -21,14 +21,15 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-import hostdev_events
 import msgspec
 import msgspec.inspect as mi
-from hostdev_events.base import Message
 from google.protobuf import message_factory
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+import hostdev_events
+from hostdev_events.base import Message
 
 T = TypeVar("T")
 
@@ -156,7 +157,7 @@ def _struct(info: mi.StructType) -> st.SearchStrategy[Any]:
     return st.fixed_dictionaries(required, optional=optional)
 
 
-def _from_info(info: mi.Type) -> st.SearchStrategy[Any]:  # noqa: C901 - one case per kind
+def _from_info(info: mi.Type) -> st.SearchStrategy[Any]:
     match info:
         case mi.StructType():
             return st.deferred(lambda: _struct(info))
@@ -177,7 +178,9 @@ def _from_info(info: mi.Type) -> st.SearchStrategy[Any]:  # noqa: C901 - one cas
         case mi.TupleType():
             return st.tuples(*(_from_info(t) for t in info.item_types)).map(list)
         case mi.DictType():
-            return st.dictionaries(_from_info(info.key_type), _from_info(info.value_type), max_size=4)
+            return st.dictionaries(
+                _from_info(info.key_type), _from_info(info.value_type), max_size=4
+            )
         case mi.UnionType():
             return st.one_of(*(_from_info(t) for t in info.types))
         case mi.LiteralType():
@@ -275,9 +278,9 @@ def _proto_scalar(field: FieldDescriptor, depth: int) -> st.SearchStrategy[Any]:
         return st.booleans()
     if kind in (FieldDescriptor.TYPE_DOUBLE, FieldDescriptor.TYPE_FLOAT):
         return st.floats(width=32 if kind == FieldDescriptor.TYPE_FLOAT else 64)
-    if kind == FieldDescriptor.TYPE_ENUM:
+    if kind == FieldDescriptor.TYPE_ENUM and field.enum_type is not None:
         return st.sampled_from([v.number for v in field.enum_type.values])
-    if kind == FieldDescriptor.TYPE_MESSAGE:
+    if kind == FieldDescriptor.TYPE_MESSAGE and field.message_type is not None:
         return proto_messages(field.message_type, depth + 1)
     low, high = _INT_RANGES[kind]
     return st.integers(min_value=low, max_value=high)
@@ -366,7 +369,8 @@ def summary() -> list[str]:
 
 def decode_reply(data: bytes) -> Message:
     """A reply must be one of the bus's messages (an ErrorReply among them)."""
-    return msgspec.json.decode(data, type=_ANY_MESSAGE)
+    decoded: Message = msgspec.json.decode(data, type=_ANY_MESSAGE)
+    return decoded
 
 
 _ANY_MESSAGE: Any = MESSAGES[0]
