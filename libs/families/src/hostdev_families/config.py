@@ -7,7 +7,6 @@ from typing import Annotated, Literal
 
 import msgspec
 
-
 # A device name is a ResourceSlice device name and a KV key part: a DNS label.
 DeviceName = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")]
 
