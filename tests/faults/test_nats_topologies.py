@@ -19,7 +19,7 @@ from nats.js.api import ExternalStream, StreamConfig, StreamSource
 from hostdev_bus import BusError, NatsBus, NatsKv
 from hostdev_events import subjects
 from hostdev_events.alloc import Hold
-from hostdev_events.inventory import GetInventory, InventorySnapshot
+from hostdev_events.inventory import Device, GetInventory, InventorySnapshot
 from hostdev_events.state import Checkpoint, ClaimStep
 from hostdev_testing import nats_topology
 from hostdev_testing.cluster import Allocated, Claim, Cluster
@@ -205,6 +205,10 @@ async def test_cluster_losing_a_server_mid_load_loses_no_checkpoint(
     for member in members:
         member.start()
     await nats_topology.jetstream_ready(members[0].url, replicas=3)
+    # The buckets are made at R3 by the code the services run with HOSTDEV_KV_REPLICAS=3,
+    # ahead of them: on a loaded machine a cluster placing three new streams at once can
+    # take longer than a service's first bind waits (it would crash and be restarted).
+    await _create_buckets(members[0].url, replicas=3)
     config = dataclasses.replace(node_config, nats_url=members[0].url)
     claims = await _claims(cluster, 24, "load")
     async with started_node(config, kubelet, {"HOSTDEV_KV_REPLICAS": "3"}) as node:
@@ -223,6 +227,29 @@ async def test_cluster_losing_a_server_mid_load_loses_no_checkpoint(
         }
         await asyncio.gather(*(unprepared_eventually(node.plugin, c) for c in claims))
         assert_nothing_left(config, *await node_state(members[2].url, config.node))
+
+
+BUCKETS = (
+    (subjects.CHECKPOINT_BUCKET, Checkpoint),
+    (subjects.LEDGER_BUCKET, Hold),
+    (subjects.INVENTORY_BUCKET, Device),
+)
+
+
+async def _create_buckets(url: str, replicas: int) -> None:
+    nc = await nats.connect(url)
+    try:
+        js = nc.jetstream(timeout=20)
+        for bucket, kind in BUCKETS:
+            await NatsKv.open(js, bucket, kind, replicas)
+
+        async def led() -> bool:
+            infos = [await js.stream_info(f"KV_{bucket}") for bucket, _ in BUCKETS]
+            return all(i.cluster is not None and i.cluster.leader for i in infos)
+
+        await nats_topology.eventually("the buckets have no leaders", led, 30, step=0.2)
+    finally:
+        await nc.close()
 
 
 async def _bucket_replicas(url: str) -> dict[str, int]:
