@@ -89,6 +89,9 @@ async def handle(route: Route[M], msg: Msg) -> Message | None:
         return await route.handler(request)
     except HandlerError as err:
         return ErrorReply(code=err.code, detail=err.detail)
+    except subjects.InvalidName as err:
+        # A name from the request that cannot become a subject token or a KV key.
+        return ErrorReply(code=ErrorCode.INVALID, detail=str(err))
     except RemoteError as err:
         return ErrorReply(code=err.code, detail=err.detail)
     except RequestTimeout as err:
@@ -117,8 +120,9 @@ async def _dispatch(route: Route[Any], msg: Msg, metrics: Metrics) -> None:
         if isinstance(reply, ErrorReply):
             span.set_status(trace.StatusCode.ERROR, reply.detail)
         if msg.reply and reply is not None:
+            payload = _encode_reply(route, reply)
             with contextlib.suppress(Exception):  # the requester may be gone; nothing to undo
-                await msg.respond(codec.encode(reply))
+                await msg.respond(payload)
         elapsed = time.perf_counter() - started
         metrics.handled.labels(route.subject, str(outcome)).inc()
         metrics.handle_seconds.labels(route.subject).observe(elapsed)
@@ -130,6 +134,17 @@ async def _dispatch(route: Route[Any], msg: Msg, metrics: Metrics) -> None:
                 "duration_ms": round(elapsed * 1000, 3),
             },
         )
+
+
+def _encode_reply(route: Route[Any], reply: Message) -> bytes:
+    """The reply's bytes; a reply that cannot be encoded (text with a lone surrogate, say)
+    is answered with a typed error rather than left for the requester to time out on."""
+    try:
+        return codec.encode(reply)
+    except Exception as err:
+        logger.exception("reply not encodable", extra={"subject": route.subject})
+        detail = f"the {type(reply).__name__} could not be encoded: {type(err).__name__}"
+        return codec.encode(ErrorReply(code=ErrorCode.INTERNAL, detail=detail))
 
 
 async def serve(

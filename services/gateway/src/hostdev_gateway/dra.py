@@ -7,7 +7,7 @@ from typing import Any
 import grpc
 
 from hostdev_events.claims import ClaimOutcome, ClaimRef
-from hostdev_gateway.claims import ClaimCalls, DriverUnavailable
+from hostdev_gateway.claims import ClaimCalls, DriverUnavailable, TooManyClaims
 from hostdev_gateway.health import HealthService
 from hostdev_kubelet_pb.dra.v1 import api_pb2 as v1
 from hostdev_kubelet_pb.dra.v1 import api_pb2_grpc as v1_grpc
@@ -52,6 +52,8 @@ class _DraService:
             outcomes = await self.calls.prepare(_claims(request), context.time_remaining())
         except DriverUnavailable as err:
             await context.abort(grpc.StatusCode.UNAVAILABLE, str(err))
+        except TooManyClaims as err:
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(err))
         return self.pb.NodePrepareResourcesResponse(
             claims={uid: _prepared(self.pb, o, self.share_ids) for uid, o in outcomes.items()}
         )
@@ -63,6 +65,8 @@ class _DraService:
             errors = await self.calls.unprepare(_claims(request), context.time_remaining())
         except DriverUnavailable as err:
             await context.abort(grpc.StatusCode.UNAVAILABLE, str(err))
+        except TooManyClaims as err:
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(err))
         return self.pb.NodeUnprepareResourcesResponse(
             claims={
                 uid: self.pb.NodeUnprepareResourceResponse(error=e) for uid, e in errors.items()
