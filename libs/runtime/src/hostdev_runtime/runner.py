@@ -147,6 +147,10 @@ def _encode_reply(route: Route[Any], reply: Message) -> bytes:
         return codec.encode(ErrorReply(code=ErrorCode.INTERNAL, detail=detail))
 
 
+# How long a stopping service lets requests in flight finish.
+DRAIN_SECONDS = 10.0
+
+
 async def serve(
     ctx: ServiceContext, routes: Sequence[Route[Any]], *, max_in_flight: int = 256
 ) -> None:
@@ -183,7 +187,15 @@ async def serve(
         with contextlib.suppress(Exception):
             await sub.unsubscribe()
     if in_flight:
-        await asyncio.wait(in_flight, timeout=10.0)
+        _, late = await asyncio.wait(in_flight, timeout=DRAIN_SECONDS)
+        # A handler still waiting after the drain window (on a peer that is gone, say) is
+        # cancelled: the requester retries, and a service that never stops is worse.
+        for task in late:
+            task.cancel()
+        if late:
+            logger.warning(
+                "requests still in flight at stop were cancelled", extra={"count": len(late)}
+            )
 
 
 def _instance_id() -> str:
