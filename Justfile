@@ -41,6 +41,12 @@ proto-check:
 test *args:
     {{py}} -m pytest -q {{args}}
 
+# The fuzz tests in the long mode (HOSTDEV_FUZZ=long: 10,000 inputs per entry point, or
+# HOSTDEV_FUZZ_EXAMPLES); prints the inputs fed to each entry point at the end.
+[group('check')]
+fuzz *args:
+    HOSTDEV_FUZZ=${HOSTDEV_FUZZ:-long} {{py}} -m pytest -q -p no:cacheprovider tests/fuzz {{args}}
+
 # Each package declares what it imports; each service installs from uv.lock alone and imports.
 [group('check')]
 packages:

@@ -11,7 +11,13 @@ import nats.errors
 from nats.aio.client import Client as NatsClient
 
 from hostdev_bus import codec, tracing
-from hostdev_bus.errors import MalformedReply, RemoteError, RequestTimeout, Unavailable
+from hostdev_bus.errors import (
+    MalformedReply,
+    PayloadTooLarge,
+    RemoteError,
+    RequestTimeout,
+    Unavailable,
+)
 from hostdev_events import killpoints
 from hostdev_events.base import ErrorReply, Message
 
@@ -47,6 +53,8 @@ class NatsBus:
             msg = await self.nc.request(
                 subject, payload, timeout=max(timeout, 0.001), headers=tracing.inject()
             )
+        except nats.errors.MaxPayloadError as err:
+            raise PayloadTooLarge(subject, len(payload)) from err
         except nats.errors.NoRespondersError as err:
             raise Unavailable(subject, "no responders") from err
         except nats.errors.TimeoutError as err:
@@ -57,7 +65,11 @@ class NatsBus:
         return decode_reply(subject, msg.data, reply)
 
     async def publish(self, subject: str, message: Message) -> None:
-        await self.nc.publish(subject, codec.encode(message), headers=tracing.inject())
+        payload = codec.encode(message)
+        try:
+            await self.nc.publish(subject, payload, headers=tracing.inject())
+        except nats.errors.MaxPayloadError as err:
+            raise PayloadTooLarge(subject, len(payload)) from err
 
 
 def decode_reply(subject: str, data: bytes, reply: type[R]) -> R:

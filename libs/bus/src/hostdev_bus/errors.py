@@ -5,6 +5,7 @@ BusError
 ├── RequestTimeout       no answer before the deadline
 ├── Unavailable          nobody subscribes to the subject (or NATS is down)
 ├── MalformedReply       the answer could not be decoded as the expected type
+├── PayloadTooLarge      the message is larger than the server's max_payload; never sent
 └── KvError
     ├── KeyExists        create() on a key that has a value
     ├── WrongRevision    update()/delete() with a revision that is no longer the latest
@@ -55,6 +56,15 @@ class MalformedReply(BusError):
         super().__init__(f"malformed reply on {subject}: {reason}")
         self.subject = subject
         self.reason = reason
+
+
+class PayloadTooLarge(BusError):
+    """The encoded message exceeds what the NATS server accepts in one message."""
+
+    def __init__(self, subject: str, size: int) -> None:
+        super().__init__(f"{subject}: a message of {size} bytes exceeds the NATS max_payload")
+        self.subject = subject
+        self.size = size
 
 
 class KvError(BusError):

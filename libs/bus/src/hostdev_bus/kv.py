@@ -52,13 +52,18 @@ class NatsKv(Generic[T]):
         self._decoder = codec.decoder(kind)
 
     @classmethod
-    async def open(cls, js: JetStreamContext, bucket: str, kind: type[T]) -> NatsKv[T]:
-        """Bind to `bucket`, creating it (file storage, one revision kept) when missing."""
+    async def open(
+        cls, js: JetStreamContext, bucket: str, kind: type[T], replicas: int = 1
+    ) -> NatsKv[T]:
+        """Bind to `bucket`, creating it (file storage, one revision kept, `replicas` copies
+        on a JetStream cluster) when missing; an existing bucket keeps its replicas."""
         try:
             kv = await js.key_value(bucket)
         except nats.js.errors.BucketNotFoundError:
             kv = await js.create_key_value(
-                KeyValueConfig(bucket=bucket, history=1, storage=StorageType.FILE)
+                KeyValueConfig(
+                    bucket=bucket, history=1, storage=StorageType.FILE, replicas=replicas
+                )
             )
         return cls(kv, kind)
 

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
+
+# A device name is a ResourceSlice device name and a KV key part: a DNS label.
+DeviceName = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")]
 
 
 class HostPathSpec(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
@@ -15,7 +18,8 @@ class HostPathSpec(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
     paths:         instead of `path`: paths or globs handed over together as ONE device
                    (the iGPU's `/dev/dri/card0` and `/dev/dri/renderD128`, every node of
                    `/dev/vfio/*`); needs `name`; offered while at least one matches.
-    name:          device name; derived from the path when absent (not allowed with a glob).
+    name:          device name, a DNS label (`kvm`); derived from the path when absent (not
+                   allowed with a glob).
     type:          `device` (a device node) or `mount` (a file, directory or socket, bind-mounted).
     shared:        many claims may hold it at once (published with allowMultipleAllocations).
     slots:         a shared device for at most this many claims at once (KEP-5075 consumable
@@ -30,7 +34,7 @@ class HostPathSpec(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
 
     path: str = ""
     paths: tuple[str, ...] = ()
-    name: str | None = None
+    name: DeviceName | None = None
     type: Literal["device", "mount"] = "device"
     shared: bool = False
     slots: int | None = None

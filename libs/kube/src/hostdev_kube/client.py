@@ -39,10 +39,15 @@ def _status_error(code: int, reason: str, body: bytes | str | None) -> KubeError
     message = body.decode(errors="replace") if isinstance(body, bytes) else str(body or "")
     try:
         status = json.loads(body or b"")
-        reason, message = status.get("reason", reason), status.get("message", message)
+        reason, message = str(status.get("reason", reason)), str(status.get("message", message))
     except (TypeError, ValueError, AttributeError):
         pass  # not a Status body (a proxy's error page, say): keep the HTTP reason
-    return _ERRORS.get(code, KubeError)(code, reason, message)
+    # JSON may escape lone surrogates, which no UTF-8 encoder (NATS, gRPC) would carry on.
+    return _ERRORS.get(code, KubeError)(code, _utf8(reason), _utf8(message))
+
+
+def _utf8(text: str) -> str:
+    return text.encode("utf-8", "replace").decode("utf-8")
 
 
 def _selector(node: str, driver: str) -> str:
@@ -89,7 +94,11 @@ class Kube:
         killpoints.reached(killpoints.API_CALL)
         if status >= 400:
             raise _status_error(status, reason, payload)
-        return msgspec.json.decode(payload, type=kind)
+        try:
+            return msgspec.json.decode(payload, type=kind)
+        except (msgspec.DecodeError, msgspec.ValidationError) as err:
+            # A proxy's page, a truncated body, an object of another shape: typed, not a crash.
+            raise KubeError(status, "MalformedAnswer", f"{method} {path}: {err}") from err
 
     async def get_claim(self, namespace: str, name: str) -> ResourceClaim:
         """Read a ResourceClaim (resource.k8s.io/v1)."""

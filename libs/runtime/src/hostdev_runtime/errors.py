@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from hostdev_bus import KeyExists, RemoteError, RequestTimeout, Unavailable, WrongRevision
 from hostdev_bus.errors import BusError
+from hostdev_events import subjects
 from hostdev_events.base import ErrorCode
 
 
@@ -41,6 +42,8 @@ def classify(err: BaseException) -> ErrorCode:
         return ErrorCode.STALE  # a compare-and-set lost: the next call decides from the record
     if isinstance(err, Unavailable):
         return ErrorCode.UNAVAILABLE
+    if isinstance(err, subjects.InvalidName):
+        return ErrorCode.INVALID  # a name from the request that cannot be a subject or KV key
     code = getattr(err, "code", None)  # HandlerError, RemoteError and the libraries' errors
     if isinstance(code, str) and code in _CODES:
         return ErrorCode(code)

@@ -108,8 +108,9 @@ async def _dispatch(route: Route[Any], msg: Msg, metrics: Metrics) -> None:
             span.set_status(trace.StatusCode.ERROR, reply.detail)
         if msg.reply and reply is not None:
             killpoints.reached(killpoints.NATS_REPLY)  # the work is done, the answer not sent
+            payload = _encode_reply(route, reply)
             with contextlib.suppress(Exception):  # the requester may be gone; nothing to undo
-                await msg.respond(codec.encode(reply))
+                await msg.respond(payload)
         elapsed = _CLOCK.monotonic() - started
         metrics.handled.labels(route.subject, str(outcome)).inc()
         metrics.handle_seconds.labels(route.subject).observe(elapsed)
@@ -121,6 +122,21 @@ async def _dispatch(route: Route[Any], msg: Msg, metrics: Metrics) -> None:
                 "duration_ms": round(elapsed * 1000, 3),
             },
         )
+
+
+def _encode_reply(route: Route[Any], reply: Message) -> bytes:
+    """The reply's bytes; a reply that cannot be encoded (text with a lone surrogate, say)
+    is answered with a typed error rather than left for the requester to time out on."""
+    try:
+        return codec.encode(reply)
+    except Exception as err:
+        logger.exception("reply not encodable", extra={"subject": route.subject})
+        detail = f"the {type(reply).__name__} could not be encoded: {type(err).__name__}"
+        return codec.encode(ErrorReply(code=ErrorCode.INTERNAL, detail=detail))
+
+
+# How long a stopping service lets requests in flight finish.
+DRAIN_SECONDS = 10.0
 
 
 async def serve(
@@ -159,7 +175,15 @@ async def serve(
         with contextlib.suppress(Exception):
             await sub.unsubscribe()
     if in_flight:
-        await asyncio.wait(in_flight, timeout=10.0)
+        _, late = await asyncio.wait(in_flight, timeout=DRAIN_SECONDS)
+        # A handler still waiting after the drain window (on a peer that is gone, say) is
+        # cancelled: the requester retries, and a service that never stops is worse.
+        for task in late:
+            task.cancel()
+        if late:
+            logger.warning(
+                "requests still in flight at stop were cancelled", extra={"count": len(late)}
+            )
 
 
 def _instance_id() -> str:

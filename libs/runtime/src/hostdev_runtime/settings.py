@@ -23,6 +23,8 @@ class CommonSettings(msgspec.Struct, frozen=True, kw_only=True):
     log_level:   DEBUG, INFO, WARNING or ERROR (HOSTDEV_LOG_LEVEL).
     http_port:   port of the /healthz, /readyz and /metrics endpoints (HOSTDEV_HTTP_PORT);
                  0 serves none.
+    kv_replicas: copies JetStream keeps of each KV bucket this service creates
+                 (HOSTDEV_KV_REPLICAS): 1 on a node's own leaf, 3 on a JetStream cluster.
     """
 
     node_name: str
@@ -31,6 +33,7 @@ class CommonSettings(msgspec.Struct, frozen=True, kw_only=True):
     driver_name: str = "hostdev.k8s.io"
     log_level: str = "INFO"
     http_port: int = 0
+    kv_replicas: int = 1
 
 
 S = TypeVar("S", bound=CommonSettings)

@@ -8,10 +8,10 @@ import importlib
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 import nats
@@ -22,6 +22,9 @@ from hostdev_events import subjects
 from hostdev_events.dp import ReconcileAllocations, Reconciled
 from hostdev_events.service import ServiceReady
 from hostdev_runtime.clock import Clock
+
+if TYPE_CHECKING:
+    from hostdev_runtime.runner import Route, ServiceContext
 
 MODULES = {
     "gateway": "hostdev_gateway",
@@ -116,6 +119,8 @@ class Services:
     per_service_env: dict[str, dict[str, str]] = field(default_factory=dict)
     # The preparer's clock when it runs as a task (a ManualClock moves grace periods along).
     preparer_clock: Clock | None = None
+    # The routes each service started as a task subscribed, for tests that walk every subject.
+    routes: dict[str, tuple[Route[Any], ...]] = field(default_factory=dict)
     _ready: asyncio.Queue[ServiceReady] = field(default_factory=asyncio.Queue)
 
     def env(self, service: str = "") -> dict[str, str]:
@@ -134,7 +139,11 @@ class Services:
         decoder = msgspec.json.Decoder(ServiceReady)
 
         async def on_ready(msg: Any) -> None:
-            await self._ready.put(decoder.decode(msg.data))
+            try:
+                ready = decoder.decode(msg.data)
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                return  # not a service's announcement (fuzz tests publish garbage here)
+            await self._ready.put(ready)
 
         await self.nc.subscribe(subjects.service_ready(self.config.node), cb=on_ready)
         await self.nc.flush()
@@ -176,7 +185,13 @@ class Services:
         else:
             built = importlib.import_module(f"{module}.app").app(settings)
         stopping = asyncio.Event()
-        task = asyncio.create_task(run_service(name, settings, built, stopping), name=name)
+
+        async def recorded(ctx: ServiceContext) -> Sequence[Route[Any]]:
+            routes = await built(ctx)
+            self.routes[name] = tuple(routes)
+            return routes
+
+        task = asyncio.create_task(run_service(name, settings, recorded, stopping), name=name)
         self.running[key or name] = _Running(task=task, stopping=stopping)
 
     async def _spawn(self, name: str) -> None:

@@ -33,7 +33,7 @@ def app(settings: Settings) -> App:
     """The allocator app for the runner."""
 
     async def start(ctx: ServiceContext) -> Sequence[Route[Any]]:
-        kv = await NatsKv.open(ctx.js, subjects.LEDGER_BUCKET, Hold)
+        kv = await NatsKv.open(ctx.js, subjects.LEDGER_BUCKET, Hold, ctx.settings.kv_replicas)
         held = Gauge(
             "hostdev_devices_held",
             "Devices some claim or device-plugin container holds, by this allocator's count.",

@@ -33,7 +33,9 @@ def app(settings: Settings) -> App:
         deps = Deps(
             node=settings.node_name, driver=settings.driver_name, cdi_root=Path(settings.cdi_root)
         )
-        checkpoints = await NatsKv.open(ctx.js, subjects.CHECKPOINT_BUCKET, Checkpoint)
+        checkpoints = await NatsKv.open(
+            ctx.js, subjects.CHECKPOINT_BUCKET, Checkpoint, ctx.settings.kv_replicas
+        )
         await remove_orphans(deps, checkpoints)
         return routes(settings.node_name, deps)
 

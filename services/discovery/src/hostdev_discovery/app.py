@@ -40,7 +40,7 @@ def app(settings: Settings) -> App:
         families = build_families(
             load_config(Path(settings.devices_config)), root, ReadOnlyWriter(), Pyroute2Netlink()
         )
-        kv = await NatsKv.open(ctx.js, subjects.INVENTORY_BUCKET, Device)
+        kv = await NatsKv.open(ctx.js, subjects.INVENTORY_BUCKET, Device, ctx.settings.kv_replicas)
         store = InventoryStore(node, kv, ctx.bus)
         await store.load()
         publisher = None

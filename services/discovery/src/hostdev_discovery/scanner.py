@@ -9,9 +9,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 import msgspec
+import nats.errors
 from opentelemetry import trace
 
-from hostdev_bus import Bus
+from hostdev_bus import Bus, BusError
 from hostdev_discovery.health import HealthTracker
 from hostdev_discovery.inventory import InventoryStore
 from hostdev_discovery.not_offered import NotOfferedLog
@@ -95,6 +96,12 @@ class Scanner:
             await self.scan_once()
         except KubeError as err:
             logger.warning("publishing slices failed", extra={"error": str(err)})
+            self.slices_stale = True
+            return min(self.period, RETRY_SECONDS)
+        except (nats.errors.Error, BusError) as err:
+            # A KV bucket just created on a JetStream cluster has no leader for a moment,
+            # and a server may be restarting: the inventory is written on the next pass.
+            logger.warning("publishing the inventory failed", extra={"error": repr(err)})
             self.slices_stale = True
             return min(self.period, RETRY_SECONDS)
         return self.period

@@ -53,8 +53,16 @@ def resources(settings: Settings) -> tuple[ResourceSpec, ...]:
 
 async def _start_feed(ctx: ServiceContext, settings: Settings) -> Feed:
     feed = Feed(settings.node_name)
-    ctx.spawn(feed.follow_inventory(await NatsKv.open(ctx.js, subjects.INVENTORY_BUCKET, Device)))
-    ctx.spawn(feed.follow_ledger(await NatsKv.open(ctx.js, subjects.LEDGER_BUCKET, Hold)))
+    ctx.spawn(
+        feed.follow_inventory(
+            await NatsKv.open(ctx.js, subjects.INVENTORY_BUCKET, Device, ctx.settings.kv_replicas)
+        )
+    )
+    ctx.spawn(
+        feed.follow_ledger(
+            await NatsKv.open(ctx.js, subjects.LEDGER_BUCKET, Hold, ctx.settings.kv_replicas)
+        )
+    )
     return feed
 
 

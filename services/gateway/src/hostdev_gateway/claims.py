@@ -9,7 +9,7 @@ from typing import TypeVar
 
 from opentelemetry import trace
 
-from hostdev_bus import Bus, BusError, RemoteError
+from hostdev_bus import Bus, BusError, PayloadTooLarge, RemoteError
 from hostdev_events import subjects
 from hostdev_events.claims import (
     ClaimOutcome,
@@ -35,6 +35,10 @@ class DriverUnavailable(Exception):
     """The preparer could not be reached or failed as a whole; the call fails, not a claim."""
 
 
+class TooManyClaims(Exception):
+    """The call's claims do not fit in one NATS message; retrying the same call cannot help."""
+
+
 @dataclass(frozen=True, slots=True)
 class ClaimCalls:
     """Prepare and unprepare for one node, independent of the DRA API version."""
@@ -48,6 +52,8 @@ class ClaimCalls:
         for claim in claims:
             if not claim.uid:
                 errors[claim.uid] = "claim has no UID"
+            elif not _usable_uid(self.node, claim.uid):
+                errors[claim.uid] = f"claim UID {claim.uid[:80]!r} is not a Kubernetes UID"
             elif not claim.name or not claim.namespace:
                 errors[claim.uid] = f"claim {claim.uid} has no name or namespace"
         return errors, tuple(c for c in claims if c.uid not in errors)
@@ -100,8 +106,22 @@ class ClaimCalls:
             return await self.bus.request(subject, message, reply, timeout)
         except RemoteError as err:
             raise DriverUnavailable(f"preparer failed: {err.code}: {err.detail}") from err
+        except PayloadTooLarge as err:
+            raise TooManyClaims(
+                f"{len(message.claims)} claims ({err.size} bytes) are more than one request "
+                "to the preparer can carry"
+            ) from err
         except BusError as err:
             raise DriverUnavailable(f"preparer unavailable: {err}") from err
+
+
+def _usable_uid(node: str, uid: str) -> bool:
+    """Whether `uid` can key the claim's checkpoint (a Kubernetes UID always can)."""
+    try:
+        subjects.checkpoint_key(node, uid)
+    except subjects.InvalidName:
+        return False
+    return True
 
 
 def _budget(remaining: float | None) -> float:

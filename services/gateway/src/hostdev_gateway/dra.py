@@ -12,7 +12,7 @@ from typing import Protocol
 import grpc
 
 from hostdev_events.claims import ClaimOutcome, ClaimRef
-from hostdev_gateway.claims import ClaimCalls, DriverUnavailable
+from hostdev_gateway.claims import ClaimCalls, DriverUnavailable, TooManyClaims
 from hostdev_gateway.health import HealthService
 from hostdev_kubelet_pb.dra.v1 import api_pb2 as v1
 from hostdev_kubelet_pb.dra.v1 import api_pb2_grpc as v1_grpc
@@ -46,6 +46,9 @@ async def _prepare(
     except DriverUnavailable as err:
         await context.abort(grpc.StatusCode.UNAVAILABLE, str(err))
         raise  # abort raises; this line only tells the type checker
+    except TooManyClaims as err:
+        await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(err))
+        raise
 
 
 async def _unprepare(
@@ -55,6 +58,9 @@ async def _unprepare(
         return await calls.unprepare(_claims(claims), context.time_remaining())
     except DriverUnavailable as err:
         await context.abort(grpc.StatusCode.UNAVAILABLE, str(err))
+        raise  # abort raises; this line only tells the type checker
+    except TooManyClaims as err:
+        await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(err))
         raise
 
 

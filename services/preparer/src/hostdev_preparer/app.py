@@ -112,9 +112,14 @@ def app(
             node=node,
             driver=settings.driver_name,
             bus=ctx.bus,
-            checkpoints=await NatsKv.open(ctx.js, subjects.CHECKPOINT_BUCKET, Checkpoint),
+            checkpoints=await NatsKv.open(
+                ctx.js, subjects.CHECKPOINT_BUCKET, Checkpoint, ctx.settings.kv_replicas
+            ),
             inventory=InventoryView(
-                node, await NatsKv.open(ctx.js, subjects.INVENTORY_BUCKET, Device)
+                node,
+                await NatsKv.open(
+                    ctx.js, subjects.INVENTORY_BUCKET, Device, ctx.settings.kv_replicas
+                ),
             ),
             claims=kube,
             families=families,

@@ -147,12 +147,21 @@ async def _outcome(call: Call, checkpoint: Checkpoint, revision: int) -> ClaimOu
 
 async def _read_claim(call: Call) -> ResourceClaim:
     with tracer.start_as_current_span("read claim"):
+        # An API server that never answers must not hold the claim past the kubelet's deadline.
+        budget = call.hop()
         try:
-            return await call.deps.claims.get_claim(call.claim.namespace, call.claim.name)
+            async with asyncio.timeout(budget):
+                return await call.deps.claims.get_claim(call.claim.namespace, call.claim.name)
         except NotFound:
             raise ClaimRejected(
                 f"claim {call.claim.namespace}/{call.claim.name} not found in the API",
                 ErrorCode.NOT_FOUND,
+            ) from None
+        except TimeoutError:
+            raise ClaimRejected(
+                f"the API server did not answer the read of claim "
+                f"{call.claim.namespace}/{call.claim.name} within {budget:.1f}s",
+                ErrorCode.TIMEOUT,
             ) from None
 
 
