@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import threading
 from pathlib import Path
 
 import pytest
@@ -166,3 +167,28 @@ def test_writing_zero_to_remove_keeps_the_mdev(kernel: FakeKernel, root: HostRoo
     kernel.write(f"{V5_4}/create", UUIDS[0])
     kernel.write(f"/sys/bus/mdev/devices/{UUIDS[0]}/remove", "0")
     assert root.exists(f"/sys/bus/mdev/devices/{UUIDS[0]}")
+
+
+def test_available_instances_is_never_read_half_written(kernel: FakeKernel, root: HostRoot) -> None:
+    """sysfs computes an attribute's text whole on each read: a driver reading
+    available_instances while another thread creates or removes an instance sees the old or
+    the new count, never the empty file between a truncation and a write (which a driver
+    takes for "no instance left" and refuses a free one)."""
+    finished = threading.Event()
+    seen: set[str] = set()
+
+    def read_until_finished() -> None:
+        while not finished.is_set():
+            seen.add(root.read_text(f"{V5_4}/available_instances").strip())
+
+    reader = threading.Thread(target=read_until_finished)
+    reader.start()
+    try:
+        for _ in range(30):
+            kernel.write(f"{V5_4}/create", UUIDS[0])
+            kernel.write(f"/sys/bus/mdev/devices/{UUIDS[0]}/remove", "1")
+    finally:
+        finished.set()
+        reader.join()
+    assert seen <= {"1", "2"}, seen
+    assert seen

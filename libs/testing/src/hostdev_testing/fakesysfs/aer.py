@@ -100,4 +100,4 @@ def record(tree: Tree, dev_dir: str, severity: str, error: str, count: int) -> N
         raise ValueError(f"{dev_dir} has no AER statistics")
     counts = parse(severity, tree.read(path))
     counts[bit] = counts.get(bit, 0) + count
-    tree.write(path, render(severity, counts))
+    tree.rewrite(path, render(severity, counts))

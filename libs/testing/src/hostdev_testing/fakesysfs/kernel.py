@@ -152,7 +152,7 @@ class FakeKernel:
             raise _fail(errno.EINVAL, host_path)
         # driver_set_override keeps the text up to the first newline; empty clears it.
         value = data.split("\n", 1)[0].split("\0", 1)[0]
-        self.tree.write(f"{dev}/driver_override", f"{value or '(null)'}\n")
+        self.tree.rewrite(f"{dev}/driver_override", f"{value or '(null)'}\n")
 
     def _bind(self, host_path: str, driver: str, bdf: str) -> None:
         dev = function_dir(self.tree, bdf)
@@ -237,4 +237,4 @@ class FakeKernel:
         value = data.strip()
         if value not in ("0", "1"):
             raise _fail(errno.EINVAL, host_path)
-        self.tree.write(real, f"{value}\n")
+        self.tree.rewrite(real, f"{value}\n")

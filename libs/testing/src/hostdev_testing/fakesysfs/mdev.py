@@ -39,7 +39,7 @@ def available(tree: Tree, parent_dir: str, type_id: str) -> int:
 def refresh_available(tree: Tree, parent_dir: str, type_id: str) -> None:
     """Rewrite available_instances from the current instance count."""
     count = available(tree, parent_dir, type_id)
-    tree.write(f"{type_dir(parent_dir, type_id)}/available_instances", f"{count}\n")
+    tree.rewrite(f"{type_dir(parent_dir, type_id)}/available_instances", f"{count}\n")
 
 
 def instance_dir(tree: Tree, uuid: str) -> str | None:

@@ -6,6 +6,7 @@ import os
 import posixpath
 import shutil
 import stat
+import threading
 from pathlib import Path
 
 import msgspec
@@ -103,6 +104,16 @@ class Tree:
             # Parents are made only when missing: trees are built file by file, so this is hot.
             real.parent.mkdir(parents=True, exist_ok=True)
             real.write_bytes(data)
+
+    def rewrite(self, host_path: str, content: str) -> None:
+        """Change an attribute's text in one step, for attributes the kernel changes while a
+        driver may be reading them: sysfs computes a read whole, so a reader never sees a
+        truncated file, which `write` (truncate, then write) would show in between."""
+        real = self.path(host_path)
+        # One staging name per thread and process: two writers never share a half-written file.
+        staging = real.with_name(f"{FAKE_STATE_PREFIX}-{os.getpid()}-{threading.get_ident()}")
+        staging.write_bytes(content.encode())
+        os.replace(staging, real)
 
     def mkdir(self, host_path: str) -> None:
         """Create a directory and its parents."""
