@@ -17,6 +17,15 @@ from typing import Any
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CALLERS = [1, 4, 16, 64]
 SERVICES = ["gateway", "discovery", "allocator", "preparer", "cdi-writer"]
+ISSUE_14_TARGETS = [
+    "prepare p50, 1 caller",
+    "prepare p99, 1 caller",
+    *(f"cycles/s, {n} caller{'s' if n > 1 else ''}" for n in CALLERS),
+    "prepare p99, 64 callers",
+    "full-stack p50 / floor p50",
+    "10,000 devices discovered and published",
+    *(f"RSS idle, {name}" for name in SERVICES),
+]
 
 
 def _numeric(value: Any) -> bool:
@@ -94,7 +103,8 @@ def test_short_mode_writes_every_section(tmp_path: Path) -> None:
     assert _numeric(cold["registered_s_median"])
 
     targets = data["targets"]
-    assert targets
+    names = {t["name"] for t in targets}
+    assert set(ISSUE_14_TARGETS) <= names, sorted(set(ISSUE_14_TARGETS) - names)
     for target in targets:
         assert target["pass"] in (True, False, None), target
         if target["pass"] is None:
