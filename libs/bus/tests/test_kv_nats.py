@@ -88,3 +88,15 @@ async def test_error_reply_becomes_remote_error(nc: Client) -> None:
     with pytest.raises(RemoteError) as failed:
         await NatsBus(nc).request(subject, ReserveDevices(owner="o", devices=()), Reserved, 2)
     assert (failed.value.code, failed.value.detail) == ("conflict", "held")
+
+
+async def test_keys_asked_of_the_stream_match_the_watch(nc: Client) -> None:
+    """The check behind an empty watch answer lists the same keys: deleted ones are not
+    keys, and the prefix is honoured."""
+    kv = await _kv(nc)
+    for key in ("n1.a", "n1.b", "n2.a", "n10.a"):
+        await kv.create(key, Hold(holders=("x",)))
+    await kv.delete("n1.b")
+    assert sorted(await kv._keys_from_stream("n1.")) == ["n1.a"]
+    assert sorted(await kv._keys_from_stream("")) == sorted(await kv.keys())
+    assert await kv._keys_from_stream("n3.") == []

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import nats.js.errors
 from nats.js import JetStreamContext
@@ -117,8 +117,28 @@ class NatsKv(Generic[T]):
                 found.append(entry.key)
         finally:
             await watcher.stop()  # type: ignore[no-untyped-call]
+        if not found:
+            found = await self._keys_from_stream(prefix)
         killpoints.reached(killpoints.KV_READ)
         return sorted(found)
+
+    async def _keys_from_stream(self, prefix: str) -> list[str]:
+        """The keys under `prefix`, asked of the stream itself.
+
+        nats-py's watch decides "no current values" from consumer info taken right after
+        subscribing: when the server has already pushed every value but none has reached
+        the callback yet, it reports none at all. An empty answer is therefore checked
+        against the stream's subjects; a subject whose last message is a delete marker is
+        not a key.
+        """
+        kv: Any = self._kv  # the stream and subject prefix are not public in nats-py
+        info = await kv._js.stream_info(kv._stream, subjects_filter=f"{kv._pre}{prefix}>")
+        found = []
+        for subject in (info.state.subjects or {}) if info.state else {}:
+            key = subject[len(kv._pre) :]
+            if await self.get(key) is not None:
+                found.append(key)
+        return found
 
     async def watch(self, prefix: str = "") -> AsyncIterator[tuple[str, T | None] | None]:
         """Every key under `prefix` now, then None once, then each change as it happens.
