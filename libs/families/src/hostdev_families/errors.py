@@ -4,7 +4,7 @@ FamilyError(device, message)   invalid: the device or its config cannot be used 
 └── HostRefused                host-refused: the kernel refused a write; nothing half-done
 
 `code` is read by hostdev_runtime.errors.classify. Selection-file errors are ConfigError
-(hostdev_families.config): they stop a service at start, never a claim.
+(hostdev_devconfig): they stop a service at start, never a claim.
 """
 
 from __future__ import annotations
