@@ -131,11 +131,11 @@ class Services:
         """What a service gets: the node's settings and the test's extras (for it alone too)."""
         return {**self.config.env(), **self.extra_env, **self.per_service_env.get(service, {})}
 
-    async def reconcile_pod_resources(self) -> dict[str, tuple[str, ...]]:
+    async def reconcile_pod_resources(self, timeout: float = 10.0) -> dict[str, tuple[str, ...]]:
         """Ask the gateway to compare device-plugin allocations with pod-resources now."""
         bus = NatsBus(self.nc)
         reply = await bus.request(
-            subjects.dp_reconcile(self.config.node), ReconcileAllocations(), Reconciled, 10.0
+            subjects.dp_reconcile(self.config.node), ReconcileAllocations(), Reconciled, timeout
         )
         return reply.released
 

@@ -32,6 +32,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--budget-minutes", type=float, default=None, help="start no point after this long"
     )
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=2,
+        help="independent nodes running points side by side (each its own nats-server)",
+    )
     args = parser.parse_args(argv)
     # A short directory: the gateway's unix socket paths must fit in 108 bytes.
     workdir = Path(tempfile.mkdtemp(prefix="hdchaos", dir="/tmp"))
@@ -42,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
                 spread_points if args.short else all_points,
                 progress=_progress,
                 budget=None if args.budget_minutes is None else args.budget_minutes * 60,
+                jobs=args.jobs,
             )
         )
     finally:

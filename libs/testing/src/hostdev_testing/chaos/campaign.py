@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import shutil
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -66,6 +68,7 @@ class Campaign:
     results: list[PointResult] = field(default_factory=list)
     seconds: float = 0.0
     chosen: int = 0  # points picked; more than tried when the time budget ran out
+    hung_stops: dict[str, int] = field(default_factory=dict)  # SIGTERMs that needed a SIGKILL
 
     @property
     def violations(self) -> list[tuple[KillPoint, Violation]]:
@@ -128,7 +131,7 @@ def _read_counts(node: ChaosNode, process: str) -> dict[str, int]:
 async def _clear_state(node: ChaosNode) -> None:
     """Remove what a broken round left (after its violations were recorded), so the next
     point starts from the same node as the counting round."""
-    await node.services.stop_all()
+    await node.stop_all()
     js = node.nc.jetstream()
     for bucket, kind in ((subjects.LEDGER_BUCKET, Hold), (subjects.CHECKPOINT_BUCKET, Checkpoint)):
         kv = await NatsKv.open(js, bucket, kind)
@@ -236,7 +239,7 @@ async def count_points(node: ChaosNode, kubelet: Kubelet, before: dict[str, str]
 
 async def _restart_all(node: ChaosNode, env: dict[str, dict[str, str]]) -> None:
     """Restart the five services together (faster than one by one), each with its `env`."""
-    await node.services.stop_all()
+    await node.stop_all()
     node.services.per_service_env = env
     await node.services.start(processes=True, timeout=30)
 
@@ -249,24 +252,48 @@ async def run_campaign(
     deadline: float = 60.0,
     progress: Callable[[PointResult, int, int], None] | None = None,
     budget: float | None = None,
+    jobs: int = 1,
 ) -> Campaign:
-    """Bring a node up in `workdir`, count, then run every point `choose` picks (within
-    `budget` seconds when given: no point is started after it)."""
+    """Bring `jobs` independent nodes up under `workdir` (each its own nats-server, API
+    server, tree and sockets), count, then run every point `choose` picks, each node
+    taking the next one as it finishes its last (within `budget` seconds when given: no
+    point is started after it). The nodes wait on their own timeouts, so two of them
+    keep a small machine busy where one mostly waits."""
+    if jobs < 1:
+        raise ValueError(f"jobs must be at least 1, not {jobs}")
     campaign = Campaign()
     started = time.monotonic()
-    async with chaos_node(workdir) as node:
-        await node.services.start(processes=True, timeout=30)
-        kubelet = Kubelet(node, call_timeout=call_timeout, deadline=deadline)
-        before = snapshot(node.sample.root)
-        campaign.counts = await count_points(node, kubelet, before)
-        points = choose(campaign.counts)
+    async with contextlib.AsyncExitStack() as stack:
+        nodes = [
+            await stack.enter_async_context(chaos_node(workdir if jobs == 1 else workdir / f"n{i}"))
+            for i in range(jobs)
+        ]
+        kubelets = [Kubelet(n, call_timeout=call_timeout, deadline=deadline) for n in nodes]
+        befores = [snapshot(n.sample.root) for n in nodes]
+
+        async def count(i: int) -> Counts:
+            await nodes[i].services.start(processes=True, timeout=30)
+            return await count_points(nodes[i], kubelets[i], befores[i])
+
+        # Each node proves its own fault-free round; the first one's counts are the points.
+        campaign.counts = (await asyncio.gather(*(count(i) for i in range(jobs))))[0]
+        points = list(enumerate(choose(campaign.counts), 1))
         campaign.chosen = len(points)
-        for index, point in enumerate(points, 1):
-            if budget is not None and time.monotonic() - started > budget:
-                break
-            result = await _run_point(node, kubelet, point, f"k{index}", before)
-            campaign.results.append(result)
-            if progress is not None:
-                progress(result, index, len(points))
+
+        async def work(i: int) -> None:
+            while points:
+                if budget is not None and time.monotonic() - started > budget:
+                    return
+                index, point = points.pop(0)
+                result = await _run_point(nodes[i], kubelets[i], point, f"k{index}", befores[i])
+                campaign.results.append(result)
+                if progress is not None:
+                    progress(result, index, campaign.chosen)
+
+        await asyncio.gather(*(work(i) for i in range(jobs)))
+        for node in nodes:
+            for name, n in node.hung_stops.counts.items():
+                campaign.hung_stops[name] = campaign.hung_stops.get(name, 0) + n
+    campaign.results.sort(key=lambda r: r.point)
     campaign.seconds = time.monotonic() - started
     return campaign

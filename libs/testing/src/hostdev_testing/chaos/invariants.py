@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hostdev_bus import NatsBus, NatsKv
-from hostdev_events import subjects
+from hostdev_events import dp, subjects
 from hostdev_events.alloc import COUNTER_ENTRY_PREFIX, Hold
 from hostdev_events.dp import Allocations, ListAllocations
 from hostdev_events.state import Checkpoint, ClaimStep
@@ -132,8 +132,33 @@ async def prepared_complete(
             subjects.dp_list(node.config.node), ListAllocations(resource=resource), Allocations, 10
         )
         if device not in listed.ids:
-            found.append(Violation(PREPARED_COMPLETE, f"{resource} {device}: not recorded"))
+            seen = await _dp_record(node, checkpoints, resource, device, listed.ids)
+            found.append(Violation(PREPARED_COMPLETE, f"{resource} {device}: not listed; {seen}"))
     return found
+
+
+async def _dp_record(
+    node: ChaosNode,
+    checkpoints: dict[str, Checkpoint],
+    resource: str,
+    device: str,
+    listed: Sequence[str],
+) -> str:
+    """What the record of a device-plugin ID `dp.list` missed looks like, to tell a lost
+    record from a listing that missed one: the checkpoint as the check's own listing saw
+    it, as a direct read sees it now, and what a second `dp.list` says."""
+    key = subjects.checkpoint_key(node.config.node, dp.owner(resource, device))
+    kv = await NatsKv.open(node.nc.jetstream(), subjects.CHECKPOINT_BUCKET, Checkpoint)
+    direct = await kv.get(key)
+    again = await NatsBus(node.nc).request(
+        subjects.dp_list(node.config.node), ListAllocations(resource=resource), Allocations, 10
+    )
+    listed_point = checkpoints.get(key)
+    return (
+        f"dp.list gave {sorted(listed)}; checkpoint in the check's listing: "
+        f"{listed_point.step if listed_point else 'none'}; read directly: "
+        f"{direct[0].step if direct else 'none'}; dp.list again: {sorted(again.ids)}"
+    )
 
 
 async def nothing_left(node: ChaosNode, before: dict[str, str]) -> list[Violation]:

@@ -31,6 +31,7 @@ NODE = "chaos-node"
 NATS_SERVER = "nats-server"
 PROCESSES = (*ALL, NATS_SERVER)
 CALL_TIMEOUT = 2.0  # the kubelet simulators' gRPC deadline per call
+STOP_TIMEOUT = 15.0  # a SIGTERMed service that has not ended by then is SIGKILLed
 
 # Resource names of the device-plugin half of the workload.
 DP_VGPU = "hostdev.k8s.io/gvtg-v5-8"
@@ -80,6 +81,8 @@ class ChaosNode:
     dp_kubelet: DevicePluginKubelet
     up: asyncio.Event = field(default_factory=asyncio.Event)
     restarts: Restarts = field(default_factory=Restarts)
+    # Graceful stops (SIGTERM) that did not end in time and were SIGKILLed, per service.
+    hung_stops: Restarts = field(default_factory=Restarts)
     _watchers: list[asyncio.Task[None]] = field(default_factory=list)
 
     # -- processes -------------------------------------------------------------------------
@@ -87,7 +90,7 @@ class ChaosNode:
     async def start_service(self, name: str, env: dict[str, str] | None = None) -> bool:
         """(Re)start one service with `env` on top of the node's settings and wait until it
         is ready; False when it died first (killed at a start-up point)."""
-        await self.services.stop(name)
+        await self.stop_service(name)
         self.services.per_service_env[name] = env or {}
         await self.services._spawn(name)
         proc = self.services.running[name].proc
@@ -102,6 +105,25 @@ class ChaosNode:
         if died in done:
             return False
         raise ChaosSetupError(f"{name} did not start:\n{self.services.log(name)}")
+
+    async def stop_service(self, name: str) -> None:
+        """Stop a service gracefully (SIGTERM); one that does not end within the stop
+        timeout is SIGKILLed (a fault the campaign proves survivable anyway) and counted,
+        so a hanging stop shows in the figures instead of ending the campaign."""
+        running = self.services.running.get(name)
+        proc = running.proc if running is not None else None
+        try:
+            await self.services.stop(name, timeout=STOP_TIMEOUT)
+        except TimeoutError:
+            assert proc is not None
+            proc.kill()
+            await proc.wait()
+            self.hung_stops.add(name)
+
+    async def stop_all(self) -> None:
+        """Stop every service, the gateway first (it faces the kubelet)."""
+        for name in sorted(self.services.running, key=lambda n: n != "gateway"):
+            await self.stop_service(name)
 
     def pid(self, name: str) -> int:
         """The process ID of a running service or of nats-server."""
@@ -177,6 +199,10 @@ async def _exited(pid: int) -> None:
         os.close(fd)
 
 
+async def _expected(err: Exception) -> None:
+    """nats-server is killed on purpose: its connection errors are the point, not news."""
+
+
 def _schemas() -> Path | None:
     try:
         return schemas_dir()
@@ -209,7 +235,9 @@ async def chaos_node(workdir: Path) -> AsyncIterator[ChaosNode]:
             config.registry_dir.mkdir(parents=True, exist_ok=True)
             config.pod_resources_socket.parent.mkdir(parents=True, exist_ok=True)
             # The harness's own connection follows nats-server through its restarts.
-            nc = await nats.connect(url, max_reconnect_attempts=-1, reconnect_time_wait=0.1)
+            nc = await nats.connect(
+                url, max_reconnect_attempts=-1, reconnect_time_wait=0.1, error_cb=_expected
+            )
             services = Services(config, nc)
             await services._listen()
             kubelet = KubeletSimulator(config.registry_dir)
@@ -236,7 +264,7 @@ async def chaos_node(workdir: Path) -> AsyncIterator[ChaosNode]:
                         yield node
                     finally:
                         await node.settle()
-                        await services.stop_all()
+                        await node.stop_all()
             finally:
                 await kubelet.close()
                 await dp_kubelet.close()

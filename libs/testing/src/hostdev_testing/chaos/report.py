@@ -38,6 +38,7 @@ def figures(campaign: Campaign) -> dict[str, Any]:
         "killed": killed,
         "survived_per_kind": survived,
         "kubelet_retries": sum(r.retries for r in campaign.results),
+        "hung_stops": campaign.hung_stops,
         "seconds_total": round(campaign.seconds, 1),
         "seconds_per_point_max": round(max(seconds, default=0.0), 2),
     }
@@ -53,6 +54,8 @@ def render(data: dict[str, Any]) -> str:
         f"invariants violated: {len(data['violations'])}",
         f"kubelet retries: {data['kubelet_retries']}; "
         f"time: {data['seconds_total']} s (slowest point {data['seconds_per_point_max']} s)",
+        "graceful stops that hung and were SIGKILLed: "
+        + (", ".join(f"{k} {n}" for k, n in sorted(data["hung_stops"].items())) or "none"),
         "",
         "tried/killed per process and kind:",
         "| process | " + " | ".join(kinds) + " |",

@@ -139,7 +139,9 @@ class Kubelet:
         bus = NatsBus(self.node.nc)
 
         async def attempt() -> int:
-            await self.node.services.reconcile_pod_resources()
+            # A lost answer costs the call deadline, not the default ten seconds: the
+            # gateway's pass goes on without it, and the listing below tells what it did.
+            await self.node.services.reconcile_pod_resources(self.call_timeout)
             left = 0
             for resource, _ in DP_ALLOCATIONS:
                 listed = await bus.request(
