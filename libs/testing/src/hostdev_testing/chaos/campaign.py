@@ -18,7 +18,13 @@ from hostdev_events.alloc import Hold
 from hostdev_events.state import Checkpoint
 from hostdev_testing.chaos import invariants
 from hostdev_testing.chaos.invariants import ANSWERED, Violation
-from hostdev_testing.chaos.node import CALL_TIMEOUT, NATS_SERVER, ChaosNode, chaos_node
+from hostdev_testing.chaos.node import (
+    CALL_TIMEOUT,
+    NATS_SERVER,
+    READY_TIMEOUT,
+    ChaosNode,
+    chaos_node,
+)
 from hostdev_testing.chaos.workload import (
     DP_ALLOCATIONS,
     GaveUp,
@@ -140,7 +146,7 @@ async def _clear_state(node: ChaosNode) -> None:
     shutil.rmtree(node.config.cdi_root, ignore_errors=True)
     shutil.rmtree(node.sample.root, ignore_errors=True)
     acceptance_host(node.sample.root)
-    await node.services.start(processes=True, timeout=30)
+    await node.services.start(processes=True, timeout=READY_TIMEOUT)
 
 
 async def _checked(
@@ -217,8 +223,6 @@ async def _run_point(
     for name in ALL:
         if not node.alive(name):
             await node.start_service(name)
-    if violations:
-        await _clear_state(node)
     return PointResult(
         point, killed, violations, time.monotonic() - started, kubelet.calls.retried - retried
     )
@@ -241,7 +245,7 @@ async def _restart_all(node: ChaosNode, env: dict[str, dict[str, str]]) -> None:
     """Restart the five services together (faster than one by one), each with its `env`."""
     await node.stop_all()
     node.services.per_service_env = env
-    await node.services.start(processes=True, timeout=30)
+    await node.services.start(processes=True, timeout=READY_TIMEOUT)
 
 
 async def run_campaign(
@@ -272,7 +276,7 @@ async def run_campaign(
         befores = [snapshot(n.sample.root) for n in nodes]
 
         async def count(i: int) -> Counts:
-            await nodes[i].services.start(processes=True, timeout=30)
+            await nodes[i].services.start(processes=True, timeout=READY_TIMEOUT)
             return await count_points(nodes[i], kubelets[i], befores[i])
 
         # Each node proves its own fault-free round; the first one's counts are the points.
@@ -289,6 +293,8 @@ async def run_campaign(
                 campaign.results.append(result)
                 if progress is not None:
                     progress(result, index, campaign.chosen)
+                if result.violations:  # recorded and reported first: clearing may fail too
+                    await _clear_state(nodes[i])
 
         await asyncio.gather(*(work(i) for i in range(jobs)))
         for node in nodes:

@@ -32,6 +32,9 @@ NATS_SERVER = "nats-server"
 PROCESSES = (*ALL, NATS_SERVER)
 CALL_TIMEOUT = 2.0  # the kubelet simulators' gRPC deadline per call
 STOP_TIMEOUT = 15.0  # a SIGTERMed service that has not ended by then is SIGKILLed
+# How long a service (or all five together) may take to report ready: a start on this
+# 2-core machine at a load average of 20 took well over 30 s.
+READY_TIMEOUT = 120.0
 
 # Resource names of the device-plugin half of the workload.
 DP_VGPU = "hostdev.k8s.io/gvtg-v5-8"
@@ -95,7 +98,7 @@ class ChaosNode:
         await self.services._spawn(name)
         proc = self.services.running[name].proc
         assert proc is not None
-        ready = asyncio.create_task(self.services._wait_ready({name}, 30))
+        ready = asyncio.create_task(self.services._wait_ready({name}, READY_TIMEOUT))
         died = asyncio.create_task(proc.wait())
         done, _ = await asyncio.wait((ready, died), return_when=asyncio.FIRST_COMPLETED)
         if ready in done and ready.exception() is None:
