@@ -174,3 +174,38 @@ async def test_a_device_name_too_long_for_a_kv_key_is_refused_and_the_allocator_
             assert reserved.devices == ("kvm",)
     finally:
         await bus.nc.close()
+
+
+async def test_a_ledger_value_grown_past_max_payload_is_refused_as_invalid(
+    services: Services, node_config: NodeConfig
+) -> None:
+    """Two owners of 600 kB each sharing a device: the device's ledger value would hold both
+    names, 1.2 MB, more than NATS carries. The write is refused as invalid, where the
+    client's MaxPayloadError escaped as an internal error; the first holder keeps its hold."""
+    await services.start("allocator")
+    bus = NatsBus(await nats.connect(node_config.nats_url))
+    node = node_config.node
+    shared = (DeviceWant(device="kvm", shareable=True),)
+    try:
+        first = await bus.request(
+            subjects.alloc_reserve(node),
+            ReserveDevices(owner="a" * 600_000, devices=shared),
+            Reserved,
+            5,
+        )
+        assert first.devices == ("kvm",)
+        with pytest.raises(RemoteError) as refused:
+            await bus.request(
+                subjects.alloc_reserve(node),
+                ReserveDevices(owner="b" * 600_000, devices=shared),
+                Reserved,
+                5,
+            )
+        assert refused.value.code == ErrorCode.INVALID
+        assert "max_payload" in refused.value.detail
+        released = await bus.request(
+            subjects.alloc_release(node), ReleaseDevices(owner="a" * 600_000), Released, 5
+        )
+        assert released.devices == ("kvm",)
+    finally:
+        await bus.nc.close()

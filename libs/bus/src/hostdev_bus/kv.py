@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any, Generic, Protocol, TypeVar
 
+import nats.errors
 import nats.js.errors
 from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, StorageType
 from nats.js.kv import KeyValue
 
 from hostdev_bus import codec
-from hostdev_bus.errors import KeyExists, KeyMissing, WrongRevision
+from hostdev_bus.errors import KeyExists, KeyMissing, PayloadTooLarge, WrongRevision
 from hostdev_events import killpoints
 
 T = TypeVar("T")
@@ -79,18 +80,24 @@ class NatsKv(Generic[T]):
         return self._decoder.decode(entry.value), entry.revision or 0
 
     async def create(self, key: str, value: T) -> int:
+        data = codec.encode(value)
         try:
-            revision = await self._kv.create(key, codec.encode(value))
+            revision = await self._kv.create(key, data)
         except nats.js.errors.KeyWrongLastSequenceError as err:
             raise KeyExists(key, "already has a value") from err
+        except nats.errors.MaxPayloadError as err:
+            raise PayloadTooLarge(key, len(data)) from err
         killpoints.reached(killpoints.KV_WRITE)
         return revision
 
     async def update(self, key: str, value: T, last: int) -> int:
+        data = codec.encode(value)
         try:
-            revision = await self._kv.update(key, codec.encode(value), last=last)
+            revision = await self._kv.update(key, data, last=last)
         except nats.js.errors.KeyWrongLastSequenceError as err:
             raise WrongRevision(key, f"revision {last} is not the latest") from err
+        except nats.errors.MaxPayloadError as err:  # a value grown past what NATS carries
+            raise PayloadTooLarge(key, len(data)) from err
         killpoints.reached(killpoints.KV_WRITE)
         return revision
 
