@@ -37,6 +37,9 @@ T = TypeVar("T")
 MODE_ENV = "HOSTDEV_FUZZ"
 EXAMPLES_ENV = "HOSTDEV_FUZZ_EXAMPLES"
 COUNTS_ENV = "HOSTDEV_FUZZ_COUNTS"  # a file the session's counts are written to, as JSON
+# Comma-separated entry point names (`nats dp.list`): only those are fed, to run again the
+# ones a long run stopped on after a fix. Unset: every entry point.
+ONLY_ENV = "HOSTDEV_FUZZ_ONLY"
 SHORT_EXAMPLES = 40
 LONG_EXAMPLES = 10_000
 # The NATS server's default max_payload: the largest message a service can be sent.
@@ -88,6 +91,12 @@ def examples() -> int:
     if EXAMPLES_ENV in os.environ:
         return int(os.environ[EXAMPLES_ENV])
     return LONG_EXAMPLES if long_mode() else SHORT_EXAMPLES
+
+
+def selected(name: str) -> bool:
+    """Whether HOSTDEV_FUZZ_ONLY (when set) names this entry point."""
+    only = os.environ.get(ONLY_ENV, "")
+    return not only or name in {n.strip() for n in only.split(",")}
 
 
 def fuzz_settings(limit: int | None = None) -> settings:
@@ -326,6 +335,8 @@ def run(
     limit: int | None = None,
 ) -> None:
     """Feed `strategy`'s inputs to `check` under this run's settings, counting them."""
+    if not selected(name):
+        return
 
     @fuzz_settings(limit)
     @given(strategy)
