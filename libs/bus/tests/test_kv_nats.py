@@ -23,6 +23,7 @@ from hostdev_bus import (
     WrongRevision,
 )
 from hostdev_events.alloc import Hold, Reserved, ReserveDevices
+from hostdev_testing.nats_topology import eventually
 
 
 @pytest_asyncio.fixture
@@ -134,3 +135,21 @@ async def test_a_jetstream_that_does_not_answer_or_refuses_gives_typed_bus_error
 
 async def _never_answer(msg: Msg) -> None:
     """A JetStream API that takes requests and answers none."""
+
+
+async def test_key_listings_leave_no_consumer_behind_for_long(nc: Client) -> None:
+    """Each listing watches through a consumer of its own; once it is done the server drops
+    it within seconds, where idle consumers stayed five minutes and a burst of listings
+    exhausted JetStream's consumer limit."""
+    kv = await _kv(nc)
+    await kv.create("p.k1", Hold())
+    real: Any = kv._kv  # the stream nats-py keeps private
+    js = nc.jetstream()
+    baseline = (await js.stream_info(real._stream)).state.consumer_count
+    for _ in range(20):
+        assert await kv.keys("p.") == ["p.k1"]
+
+    async def back_to_baseline() -> bool:
+        return (await js.stream_info(real._stream)).state.consumer_count <= baseline
+
+    await eventually("the listings' consumers dropped by the server", back_to_baseline, 15)

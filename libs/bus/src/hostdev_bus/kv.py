@@ -27,6 +27,11 @@ T = TypeVar("T")
 
 # JetStream answers a failed expected-last-sequence check with these API codes.
 _WRONG_LAST_SEQUENCE = (10071, 10164)
+# How long the server keeps a key listing's consumer once the listing is done. nats-py's
+# default is five minutes: thousands of listings in a few minutes (dp.list, dp.reconcile)
+# left thousands of idle consumers, and JetStream refused new ones ('maximum consumers
+# limit reached'), so no key could be listed until they expired.
+_LISTING_CONSUMER_SECONDS = 2.0
 # How long nats-py waits for a JetStream API answer unless told otherwise.
 _JS_TIMEOUT = 5.0
 
@@ -143,7 +148,10 @@ class NatsKv(Generic[T]):
             # nats-py's keys() reads the whole bucket and filters by substring; a filtered
             # watch asks the server for just this prefix.
             watcher = await self._kv.watch(
-                f"{prefix}>" if prefix else ">", ignore_deletes=True, meta_only=True
+                f"{prefix}>" if prefix else ">",
+                ignore_deletes=True,
+                meta_only=True,
+                inactive_threshold=_LISTING_CONSUMER_SECONDS,
             )
             found: list[str] = []
             try:
