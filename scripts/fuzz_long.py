@@ -64,14 +64,22 @@ def main() -> int:
         print(f"fuzz: {share} started, output in {log_dir / f'{share}.log'}", flush=True)
     totals: Counter[str] = Counter()
     failed = []
-    for share, (process, counts, began) in running.items():
-        code = process.wait()
-        minutes = (time.monotonic() - began) / 60
-        print(f"fuzz: {share} {'passed' if code == 0 else 'FAILED'} in {minutes:.1f} min")
-        if code != 0:
-            failed.append(share)
-        if counts.exists():
-            totals.update(json.loads(counts.read_text()))
+    while running:
+        time.sleep(1)  # the shares run for many minutes; each is reported as it ends
+        for share, (process, counts, began) in list(running.items()):
+            code = process.poll()
+            if code is None:
+                continue
+            del running[share]
+            minutes = (time.monotonic() - began) / 60
+            print(
+                f"fuzz: {share} {'passed' if code == 0 else 'FAILED'} in {minutes:.1f} min",
+                flush=True,
+            )
+            if code != 0:
+                failed.append(share)
+            if counts.exists():
+                totals.update(json.loads(counts.read_text()))
     print("fuzz inputs per entry point:")
     for name, count in sorted(totals.items()):
         print(f"{count:>8}  {name}")
