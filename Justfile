@@ -42,10 +42,10 @@ test *args:
     {{py}} -m pytest -q {{args}}
 
 # The fuzz tests in the long mode (HOSTDEV_FUZZ=long: 10,000 inputs per entry point, or
-# HOSTDEV_FUZZ_EXAMPLES); prints the inputs fed to each entry point at the end.
+# HOSTDEV_FUZZ_EXAMPLES), in four processes; prints the inputs fed to each entry point.
 [group('check')]
 fuzz *args:
-    HOSTDEV_FUZZ=${HOSTDEV_FUZZ:-long} {{py}} -m pytest -q -p no:cacheprovider tests/fuzz {{args}}
+    {{py}} scripts/fuzz_long.py {{args}}
 
 # Each package declares what it imports; each service installs from uv.lock alone and imports.
 [group('check')]

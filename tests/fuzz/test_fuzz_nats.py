@@ -24,12 +24,13 @@ from hostdev_testing.services import NodeConfig, Services
 from tests.fuzz.conftest import HandlerFailures
 
 REPLY_DEADLINE = 20.0
+RESOURCE = "hostdev.k8s.io/kvm"
 
 
 def _offer_kvm_as_a_device_plugin_resource(config: Path) -> None:
     """With a device plugin resource the gateway also answers NATS (reconcile, restores)."""
     selection = yaml.safe_load(config.read_text())
-    selection["resources"] = [{"name": "hostdev.k8s.io/kvm", "devices": ["kvm"], "shares": 2}]
+    selection["resources"] = [{"name": RESOURCE, "devices": ["kvm"], "shares": 2}]
     config.write_text(yaml.safe_dump(selection))
 
 
@@ -79,6 +80,9 @@ async def test_every_subject_of_a_service_answers_fuzz_with_a_typed_error_or_a_r
     service answers a well-formed request, and nothing outside the CDI directory changed."""
     _offer_kvm_as_a_device_plugin_resource(node_config.devices_config)
     await services.start()
+    # The gateway's sockets appear after its start; they are not the fuzz's doing.
+    await kubelet.wait_for_driver(node_config.driver, timeout=10)
+    await dp_kubelet.wait_registered(RESOURCE, timeout=10)
     routes = services.routes[service]
     assert routes, f"{service} subscribed no subject"
     skip = (node_config.cdi_root, node_config.workdir / f"{service}.log")

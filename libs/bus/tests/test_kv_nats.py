@@ -4,15 +4,26 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 import nats
 import pytest
 import pytest_asyncio
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+from nats.js.kv import KeyValue
 
-from hostdev_bus import KeyExists, NatsBus, NatsKv, RemoteError, Unavailable, WrongRevision
+from hostdev_bus import (
+    KeyExists,
+    NatsBus,
+    NatsKv,
+    RemoteError,
+    RequestTimeout,
+    Unavailable,
+    WrongRevision,
+)
 from hostdev_events.alloc import Hold, Reserved, ReserveDevices
+from hostdev_testing.nats_topology import eventually
 
 
 @pytest_asyncio.fixture
@@ -100,3 +111,45 @@ async def test_keys_asked_of_the_stream_match_the_watch(nc: Client) -> None:
     assert sorted(await kv._keys_from_stream("n1.")) == ["n1.a"]
     assert sorted(await kv._keys_from_stream("")) == sorted(await kv.keys())
     assert await kv._keys_from_stream("n3.") == []
+
+
+async def test_a_jetstream_that_does_not_answer_or_refuses_gives_typed_bus_errors(
+    nc: Client,
+) -> None:
+    """A JetStream API that never answers (a loaded server, a stream without a leader) is a
+    RequestTimeout, and one nobody serves is Unavailable, for reads and key listings (writes
+    go to the stream's subjects, not through the API): nats-py's own TimeoutError escaped
+    and the preparer answered thousands of claims 'internal error'."""
+    bound = await _kv(nc)
+    real: Any = bound._kv  # the stream and subject prefix nats-py keeps private
+    await nc.subscribe("$JS.silent.API.>", cb=_never_answer)
+    await nc.flush()
+    for domain, expected in (("silent", RequestTimeout), ("nobody", Unavailable)):
+        js = nc.jetstream(domain=domain, timeout=0.2)
+        elsewhere = NatsKv(KeyValue(real._name, real._stream, real._pre, js, False), Hold)
+        with pytest.raises(expected):
+            await elsewhere.get("k")
+        with pytest.raises(expected):
+            await elsewhere.keys("k")
+
+
+async def _never_answer(msg: Msg) -> None:
+    """A JetStream API that takes requests and answers none."""
+
+
+async def test_key_listings_leave_no_consumer_behind_for_long(nc: Client) -> None:
+    """Each listing watches through a consumer of its own; once it is done the server drops
+    it within seconds, where idle consumers stayed five minutes and a burst of listings
+    exhausted JetStream's consumer limit."""
+    kv = await _kv(nc)
+    await kv.create("p.k1", Hold())
+    real: Any = kv._kv  # the stream nats-py keeps private
+    js = nc.jetstream()
+    baseline = (await js.stream_info(real._stream)).state.consumer_count
+    for _ in range(20):
+        assert await kv.keys("p.") == ["p.k1"]
+
+    async def back_to_baseline() -> bool:
+        return (await js.stream_info(real._stream)).state.consumer_count <= baseline
+
+    await eventually("the listings' consumers dropped by the server", back_to_baseline, 15)

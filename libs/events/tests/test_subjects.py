@@ -34,6 +34,19 @@ def test_kv_keys_refuse_separators_in_names(bad: str) -> None:
         subjects.checkpoint_key("node-1", bad)
 
 
+def test_kv_keys_refuse_names_too_long_for_a_nats_protocol_line() -> None:
+    """A key is part of a subject; a subject past nats-server's 4096-byte protocol line
+    makes the server drop the whole connection, so a 70,000-character name is refused
+    (named by its length, not quoted whole) and the longest allowed part still fits."""
+    with pytest.raises(subjects.InvalidName, match="70000 characters") as refused:
+        subjects.device_key("node-1", "y" * 70_000)
+    assert len(str(refused.value)) < 200
+    with pytest.raises(subjects.InvalidName):
+        subjects.checkpoint_key("node-1", "u" * (subjects.MAX_KEY_PART + 1))
+    longest = subjects.checkpoint_key("a" * 253, "u" * subjects.MAX_KEY_PART)
+    assert len(f"PUB $KV.hostdev-checkpoints.{longest} _INBOX_preparer.{'x' * 64} 1048576") < 4096
+
+
 def test_keys_are_scoped_by_node() -> None:
     """Every key of a node starts with the node's prefix."""
     key = subjects.device_key("n.1", "kvm")

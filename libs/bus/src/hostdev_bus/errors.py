@@ -61,6 +61,9 @@ class MalformedReply(BusError):
 class PayloadTooLarge(BusError):
     """The encoded message exceeds what the NATS server accepts in one message."""
 
+    # Sending it again cannot help: what made it large came with the request.
+    code = ErrorCode.INVALID
+
     def __init__(self, subject: str, size: int) -> None:
         super().__init__(f"{subject}: a message of {size} bytes exceeds the NATS max_payload")
         self.subject = subject

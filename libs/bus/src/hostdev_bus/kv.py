@@ -2,22 +2,52 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import contextlib
+from collections.abc import AsyncIterator, Iterator
 from typing import Any, Generic, Protocol, TypeVar
 
+import nats.errors
 import nats.js.errors
 from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, StorageType
 from nats.js.kv import KeyValue
 
 from hostdev_bus import codec
-from hostdev_bus.errors import KeyExists, KeyMissing, WrongRevision
+from hostdev_bus.errors import (
+    KeyExists,
+    KeyMissing,
+    PayloadTooLarge,
+    RequestTimeout,
+    Unavailable,
+    WrongRevision,
+)
 from hostdev_events import killpoints
 
 T = TypeVar("T")
 
 # JetStream answers a failed expected-last-sequence check with these API codes.
 _WRONG_LAST_SEQUENCE = (10071, 10164)
+# How long the server keeps a key listing's consumer once the listing is done. nats-py's
+# default is five minutes: thousands of listings in a few minutes (dp.list, dp.reconcile)
+# left thousands of idle consumers, and JetStream refused new ones ('maximum consumers
+# limit reached'), so no key could be listed until they expired.
+_LISTING_CONSUMER_SECONDS = 2.0
+# How long nats-py waits for a JetStream API answer unless told otherwise.
+_JS_TIMEOUT = 5.0
+
+
+@contextlib.contextmanager
+def _typed(key: str) -> Iterator[None]:
+    """JetStream's own failures as bus errors, so a caller answers a typed error rather than
+    an unexpected exception: no answer in time (a loaded server or a stream without a leader
+    for now) is a timeout; a refusal (a limit reached, no responder) is unavailable. The
+    outcomes a call expects (a lost compare-and-set, a missing key) are caught inside it."""
+    try:
+        yield
+    except nats.errors.TimeoutError as err:
+        raise RequestTimeout(f"KV {key}", _JS_TIMEOUT) from err
+    except (nats.errors.NoRespondersError, nats.js.errors.APIError) as err:
+        raise Unavailable(f"KV {key}", str(err) or type(err).__name__) from err
 
 
 class KvStore(Protocol, Generic[T]):
@@ -68,59 +98,73 @@ class NatsKv(Generic[T]):
         return cls(kv, kind)
 
     async def get(self, key: str) -> tuple[T, int] | None:
-        try:
-            entry = await self._kv.get(key)
-        except nats.js.errors.KeyNotFoundError:
+        with _typed(key):
+            try:
+                entry = await self._kv.get(key)
+            except nats.js.errors.KeyNotFoundError:
+                killpoints.reached(killpoints.KV_READ)
+                return None
             killpoints.reached(killpoints.KV_READ)
-            return None
-        killpoints.reached(killpoints.KV_READ)
-        if entry.value is None:
-            return None
-        return self._decoder.decode(entry.value), entry.revision or 0
+            if entry.value is None:
+                return None
+            return self._decoder.decode(entry.value), entry.revision or 0
 
     async def create(self, key: str, value: T) -> int:
-        try:
-            revision = await self._kv.create(key, codec.encode(value))
-        except nats.js.errors.KeyWrongLastSequenceError as err:
-            raise KeyExists(key, "already has a value") from err
-        killpoints.reached(killpoints.KV_WRITE)
-        return revision
+        with _typed(key):
+            data = codec.encode(value)
+            try:
+                revision = await self._kv.create(key, data)
+            except nats.js.errors.KeyWrongLastSequenceError as err:
+                raise KeyExists(key, "already has a value") from err
+            except nats.errors.MaxPayloadError as err:
+                raise PayloadTooLarge(key, len(data)) from err
+            killpoints.reached(killpoints.KV_WRITE)
+            return revision
 
     async def update(self, key: str, value: T, last: int) -> int:
-        try:
-            revision = await self._kv.update(key, codec.encode(value), last=last)
-        except nats.js.errors.KeyWrongLastSequenceError as err:
-            raise WrongRevision(key, f"revision {last} is not the latest") from err
-        killpoints.reached(killpoints.KV_WRITE)
-        return revision
+        with _typed(key):
+            data = codec.encode(value)
+            try:
+                revision = await self._kv.update(key, data, last=last)
+            except nats.js.errors.KeyWrongLastSequenceError as err:
+                raise WrongRevision(key, f"revision {last} is not the latest") from err
+            except nats.errors.MaxPayloadError as err:  # a value grown past what NATS carries
+                raise PayloadTooLarge(key, len(data)) from err
+            killpoints.reached(killpoints.KV_WRITE)
+            return revision
 
     async def delete(self, key: str, last: int | None = None) -> None:
-        try:
-            await self._kv.delete(key, last=last)
-        except nats.js.errors.APIError as err:
-            if err.err_code in _WRONG_LAST_SEQUENCE:
-                raise WrongRevision(key, f"revision {last} is not the latest") from err
-            raise
-        killpoints.reached(killpoints.KV_WRITE)
+        with _typed(key):
+            try:
+                await self._kv.delete(key, last=last)
+            except nats.js.errors.APIError as err:
+                if err.err_code in _WRONG_LAST_SEQUENCE:
+                    raise WrongRevision(key, f"revision {last} is not the latest") from err
+                raise
+            killpoints.reached(killpoints.KV_WRITE)
 
     async def keys(self, prefix: str = "") -> list[str]:
-        # nats-py's keys() reads the whole bucket and filters by substring; a filtered
-        # watch asks the server for just this prefix.
-        watcher = await self._kv.watch(
-            f"{prefix}>" if prefix else ">", ignore_deletes=True, meta_only=True
-        )
-        found: list[str] = []
-        try:
-            async for entry in watcher:
-                if entry is None:  # end of the current values
-                    break
-                found.append(entry.key)
-        finally:
-            await watcher.stop()  # type: ignore[no-untyped-call]
-        if not found:
-            found = await self._keys_from_stream(prefix)
-        killpoints.reached(killpoints.KV_READ)
-        return sorted(found)
+        with _typed(f"{prefix}>"):
+            # nats-py's keys() reads the whole bucket and filters by substring; a filtered
+            # watch asks the server for just this prefix.
+            watcher = await self._kv.watch(
+                f"{prefix}>" if prefix else ">",
+                ignore_deletes=True,
+                meta_only=True,
+                inactive_threshold=_LISTING_CONSUMER_SECONDS,
+            )
+            found: list[str] = []
+            try:
+                async for entry in watcher:
+                    if entry is None:  # end of the current values
+                        break
+                    found.append(entry.key)
+            finally:
+                await watcher.stop()  # type: ignore[no-untyped-call]
+            if not found:
+                found = await self._keys_from_stream(prefix)
+            killpoints.reached(killpoints.KV_READ)
+            return sorted(found)
 
     async def _keys_from_stream(self, prefix: str) -> list[str]:
         """The keys under `prefix`, asked of the stream itself.

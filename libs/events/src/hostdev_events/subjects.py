@@ -19,6 +19,10 @@ QUEUE_GROUP_SUFFIX = "workers"
 
 _NODE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 _KV_KEY_PART = re.compile(r"^[-_=a-zA-Z0-9]+$")
+# A KV key travels in the subject of every read and write, and nats-server closes the
+# connection of a client whose protocol line is longer than 4096 bytes (max_control_line):
+# with the bucket, the node token (253 at most) and the reply subject this leaves room.
+MAX_KEY_PART = 1024
 
 
 class InvalidName(ValueError):
@@ -92,6 +96,11 @@ def queue_group(service: str) -> str:
 
 
 def _key_part(value: str, what: str) -> str:
+    if len(value) > MAX_KEY_PART:
+        raise InvalidName(
+            f"not usable in a KV key ({what}): {len(value)} characters, "
+            f"more than {MAX_KEY_PART}: {value[:40]!r}..."
+        )
     if not _KV_KEY_PART.match(value):
         raise InvalidName(f"not usable in a KV key ({what}): {value!r}")
     return value

@@ -90,7 +90,7 @@ async def answer(route: Route[M], data: bytes) -> Message | None:
         return ErrorReply(code=code, detail=describe(err))
 
 
-async def _dispatch(route: Route[Any], msg: Msg, metrics: Metrics) -> None:
+async def _dispatch(route: Route[Any], msg: Msg, metrics: Metrics, max_payload: int) -> None:
     started = _CLOCK.monotonic()
     attributes = {
         telemetry.ATTR_MESSAGING_SYSTEM: "nats",
@@ -108,7 +108,7 @@ async def _dispatch(route: Route[Any], msg: Msg, metrics: Metrics) -> None:
             span.set_status(trace.StatusCode.ERROR, reply.detail)
         if msg.reply and reply is not None:
             killpoints.reached(killpoints.NATS_REPLY)  # the work is done, the answer not sent
-            payload = _encode_reply(route, reply)
+            payload = _fit(route, reply, _encode_reply(route, reply), max_payload)
             with contextlib.suppress(Exception):  # the requester may be gone; nothing to undo
                 await msg.respond(payload)
         elapsed = _CLOCK.monotonic() - started
@@ -135,6 +135,35 @@ def _encode_reply(route: Route[Any], reply: Message) -> bytes:
         return codec.encode(ErrorReply(code=ErrorCode.INTERNAL, detail=detail))
 
 
+# Room kept for the JSON around an error's detail when one is cut to fit a message.
+_ERROR_ENVELOPE = 256
+
+
+def _fit(route: Route[Any], reply: Message, payload: bytes, max_payload: int) -> bytes:
+    """The reply's bytes if NATS carries them; else a typed error that fits.
+
+    An answer larger than the server's max_payload is refused by the client and the
+    requester would wait for nothing until its timeout. Error texts quote the request (a
+    name of 900 kB is quoted whole), so an answer can outgrow a request that fitted: the
+    error keeps its code with its detail cut, any other answer becomes an `invalid` error.
+    """
+    if max_payload <= 0 or len(payload) <= max_payload:
+        return payload
+    size = len(payload)
+    logger.warning(
+        "reply larger than max_payload",
+        extra={"subject": route.subject, "bytes": size, "max_payload": max_payload},
+    )
+    if isinstance(reply, ErrorReply):
+        code, detail = reply.code, reply.detail
+    else:
+        code, detail = ErrorCode.INVALID, f"the {type(reply).__name__} answer"
+    note = f" … ({size} bytes: more than the NATS max_payload of {max_payload})"
+    room = max(0, (max_payload - _ERROR_ENVELOPE - len(note.encode())) // 6)
+    # 6 bytes is the longest JSON form of one character (\uXXXX), so the cut always fits.
+    return codec.encode(ErrorReply(code=code, detail=detail[:room] + note))
+
+
 # How long a stopping service lets requests in flight finish.
 DRAIN_SECONDS = 10.0
 
@@ -154,7 +183,7 @@ async def serve(
     def subscriber(route: Route[Any]) -> Callable[[Msg], Awaitable[None]]:
         async def on_message(msg: Msg) -> None:
             await limiter.acquire()  # back-pressure: stop reading while saturated
-            task = ctx.tasks.create_task(_dispatch(route, msg, ctx.metrics))
+            task = ctx.tasks.create_task(_dispatch(route, msg, ctx.metrics, ctx.nc.max_payload))
             in_flight.add(task)
             task.add_done_callback(finished)
 

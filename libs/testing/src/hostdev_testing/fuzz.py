@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import importlib
 import json
 import os
@@ -35,8 +36,14 @@ T = TypeVar("T")
 
 MODE_ENV = "HOSTDEV_FUZZ"
 EXAMPLES_ENV = "HOSTDEV_FUZZ_EXAMPLES"
+COUNTS_ENV = "HOSTDEV_FUZZ_COUNTS"  # a file the session's counts are written to, as JSON
+# Comma-separated entry point names (`nats dp.list`): only those are fed, to run again the
+# ones a long run stopped on after a fix. Unset: every entry point.
+ONLY_ENV = "HOSTDEV_FUZZ_ONLY"
 SHORT_EXAMPLES = 40
 LONG_EXAMPLES = 10_000
+# The NATS server's default max_payload: the largest message a service can be sent.
+MAX_PAYLOAD = 1024 * 1024
 # One input must be answered within this long; more is a hang.
 INPUT_DEADLINE = 30.0
 
@@ -86,6 +93,12 @@ def examples() -> int:
     return LONG_EXAMPLES if long_mode() else SHORT_EXAMPLES
 
 
+def selected(name: str) -> bool:
+    """Whether HOSTDEV_FUZZ_ONLY (when set) names this entry point."""
+    only = os.environ.get(ONLY_ENV, "")
+    return not only or name in {n.strip() for n in only.split(",")}
+
+
 def fuzz_settings(limit: int | None = None) -> settings:
     """Hypothesis settings of this run: no deadline (a real server answers), no database;
     `limit` caps the inputs of an entry point whose every input is expensive."""
@@ -99,11 +112,13 @@ def fuzz_settings(limit: int | None = None) -> settings:
     )
 
 
+@functools.cache
 def texts() -> st.SearchStrategy[str]:
     """Any text, biased to the tricky ones."""
     return st.one_of(st.sampled_from(TRICKY_TEXT), st.text(max_size=40))
 
 
+@functools.cache
 def json_values() -> st.SearchStrategy[Any]:
     """Any JSON document."""
     scalars = st.one_of(
@@ -135,6 +150,7 @@ def _tagged_structs() -> tuple[type[Message], ...]:
 MESSAGES = _tagged_structs()
 
 
+@functools.cache
 def shaped(kind: Any) -> st.SearchStrategy[Any]:
     """JSON values with the shape of `kind` (a Struct or any type msgspec knows)."""
     return _from_info(mi.type_info(kind))
@@ -211,14 +227,14 @@ def _mutated(value: Any, draw: st.DrawFn) -> Any:
     return out
 
 
-def _huge(value: Any, size: int) -> Any:
-    """The same message with one text grown to `size` characters, or padded when it has none."""
+def _huge(value: Any, size: int) -> bytes:
+    """The message grown to about `size` bytes: one of its texts made long, or padding added
+    when it has none."""
     if isinstance(value, dict):
-        for key, field in value.items():
-            if isinstance(field, str) and key != "type":
-                return {**value, key: "z" * size}
-        return {**value, "padding": "p" * size}
-    return ["z" * size]
+        key = next((k for k, v in value.items() if isinstance(v, str) and k != "type"), "padding")
+        base = len(encode({**value, key: ""}))
+        return encode({**value, key: "z" * max(0, size - base)})
+    return encode(["z" * max(0, size - 4)])
 
 
 def encode(value: Any) -> bytes:
@@ -243,12 +259,19 @@ def payloads(kind: type[Message]) -> st.SearchStrategy[bytes]:
         if way == "other":
             other = draw(st.sampled_from(MESSAGES))
             return encode(draw(shaped(other)))
-        size = draw(st.sampled_from([64_000, 500_000, 900_000]))
-        return encode(_huge(draw(shaped(kind)), size))
+        # Just under the limit too: an answer quoting the request can outgrow it.
+        size = draw(st.sampled_from([64_000, 500_000, MAX_PAYLOAD - draw(st.integers(0, 2048))]))
+        return _huge(draw(shaped(kind)), size)
 
-    return build()
+    def sendable(payload: bytes) -> bytes:
+        # The client refuses a message over max_payload before it leaves: cut to a size a
+        # service can receive (cut JSON is one more malformed input).
+        return payload[:MAX_PAYLOAD]
+
+    return build().map(sendable)
 
 
+@functools.cache
 def utf8_texts() -> st.SearchStrategy[str]:
     """`texts()` that protobuf can carry: lone surrogates become U+FFFD."""
     return texts().map(lambda t: t.encode("utf-8", "replace").decode("utf-8"))
@@ -312,6 +335,8 @@ def run(
     limit: int | None = None,
 ) -> None:
     """Feed `strategy`'s inputs to `check` under this run's settings, counting them."""
+    if not selected(name):
+        return
 
     @fuzz_settings(limit)
     @given(strategy)

@@ -27,7 +27,13 @@ tracer = trace.get_tracer("hostdev_gateway")
 R = TypeVar("R", PrepareClaimsReply, UnprepareClaimsReply)
 
 KUBELET_TIMEOUT = 45.0  # what the kubelet allows a prepare or unprepare when no deadline came
-REPLY_MARGIN = 0.05  # leave time to build and send the gRPC answer
+# Each hop back needs time: the gateway builds and sends the gRPC answer after its wait for
+# the preparer ends, and the preparer's reply must arrive before that wait ends. A fixed
+# 50 ms was too little for thousands of claims on a loaded node (the kubelet saw
+# DEADLINE_EXCEEDED, or the whole call failed for a reply that came just too late), so
+# each hop keeps a share of the time left, 50 ms at least.
+REPLY_MARGIN = 0.05
+REPLY_SHARE = 0.1
 NO_RESULT = "the preparer returned no result for this claim"
 
 
@@ -77,7 +83,7 @@ class ClaimCalls:
         with self._span("NodePrepareResources", claims):
             if valid:
                 timeout = _budget(remaining)
-                message = PrepareClaims(claims=valid, timeout_ms=int(timeout * 1000))
+                message = PrepareClaims(claims=valid, timeout_ms=_budget_ms(timeout))
                 subject = subjects.claims_prepare(self.node)
                 reply = await self._request(subject, message, PrepareClaimsReply, timeout)
                 for claim in valid:
@@ -92,7 +98,7 @@ class ClaimCalls:
         with self._span("NodeUnprepareResources", claims):
             if valid:
                 timeout = _budget(remaining)
-                message = UnprepareClaims(claims=valid, timeout_ms=int(timeout * 1000))
+                message = UnprepareClaims(claims=valid, timeout_ms=_budget_ms(timeout))
                 subject = subjects.claims_unprepare(self.node)
                 reply = await self._request(subject, message, UnprepareClaimsReply, timeout)
                 for claim in valid:
@@ -125,5 +131,11 @@ def _usable_uid(node: str, uid: str) -> bool:
 
 
 def _budget(remaining: float | None) -> float:
+    """How long the gateway waits for the preparer."""
     left = KUBELET_TIMEOUT if remaining is None else remaining
-    return max(left - REPLY_MARGIN, 0.001)
+    return max(left - max(REPLY_MARGIN, left * REPLY_SHARE), 0.001)
+
+
+def _budget_ms(wait: float) -> int:
+    """The preparer's deadline, in ms: its reply must reach a gateway still waiting."""
+    return max(int((wait - max(REPLY_MARGIN, wait * REPLY_SHARE)) * 1000), 1)
