@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 import msgspec
 
@@ -25,6 +25,9 @@ class CommonSettings(msgspec.Struct, frozen=True, kw_only=True):
                  0 serves none.
     kv_replicas: copies JetStream keeps of each KV bucket this service creates
                  (HOSTDEV_KV_REPLICAS): 1 on a node's own leaf, 3 on a JetStream cluster.
+    event_loop:  `uvloop` (HOSTDEV_EVENT_LOOP, the default) or `asyncio`, the standard
+                 library's own loop; uvloop falls back to it, with a warning, where it
+                 cannot be imported.
     """
 
     node_name: str
@@ -34,6 +37,7 @@ class CommonSettings(msgspec.Struct, frozen=True, kw_only=True):
     log_level: str = "INFO"
     http_port: int = 0
     kv_replicas: int = 1
+    event_loop: Literal["uvloop", "asyncio"] = "uvloop"
 
 
 S = TypeVar("S", bound=CommonSettings)
