@@ -162,3 +162,38 @@ def test_a_relist_drops_claims_it_no_longer_has() -> None:
     cache.replace(msgspec.convert({"metadata": {"resourceVersion": "9"}, "items": []}, ClaimList))
     assert cache.fresh("ns", "c", "u1") is None
     assert cache.whole == {}
+
+
+def test_a_claim_waiting_to_be_prepared_is_kept_with_only_what_a_prepare_reads() -> None:
+    claim = _claim("u1", None)
+    claim["metadata"] |= {
+        "labels": {"app": "vm"},
+        "annotations": {"resource.kubernetes.io/pod-claim-name": "gpu", "note": "x" * 1000},
+        "generation": 3,
+    }
+    theirs = {"request": "r", "driver": "other.example.com", "pool": NODE, "device": "nic"}
+    allocation = _allocation(**_by_name("In", NODE))
+    allocation["devices"]["results"].append(theirs)
+    claim["status"] = {"allocation": allocation}
+    cache = ClaimCache(driver=DRIVER, node=NODE)
+    cache.apply(_event("ADDED", claim))
+    kept = cache.fresh("ns", "c", "u1")
+    assert kept is not None
+    assert kept.metadata.labels == {}
+    assert kept.metadata.annotations == {"resource.kubernetes.io/pod-claim-name": "gpu"}
+    assert kept.metadata.generation == 3
+    assert kept.status.allocation is not None
+    assert [r.driver for r in kept.status.allocation.devices.results] == [DRIVER]
+    assert kept.status.allocation.node_selector is None
+
+
+def test_a_prepared_claim_is_no_longer_kept_until_the_watch_shows_it_again() -> None:
+    """Its record answers every prepare after the first; a change the watch shows keeps it
+    again, as any claim allocated here."""
+    cache = ClaimCache(driver=DRIVER, node=NODE)
+    cache.apply(_event("ADDED", _claim("u1", _allocation())))
+    cache.prepared("u1")
+    assert cache.fresh("ns", "c", "u1") is None
+    assert cache.by_uid["u1"].allocated_here
+    cache.apply(_event("MODIFIED", _claim("u1", _allocation())))
+    assert cache.fresh("ns", "c", "u1") is not None

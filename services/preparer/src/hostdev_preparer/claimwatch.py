@@ -14,13 +14,23 @@ from typing import Protocol
 import msgspec
 
 from hostdev_kube import ClaimList, Gone, KubeError, ResourceClaim, WatchEvent
-from hostdev_kube.models import NodeSelector, NodeSelectorRequirement
+from hostdev_kube.models import (
+    Allocation,
+    ClaimStatus,
+    DeviceAllocation,
+    NodeSelector,
+    NodeSelectorRequirement,
+    ObjectMeta,
+)
+from hostdev_preparer.selection import POD_CLAIM_NAME_ANNOTATION
 from hostdev_runtime.clock import Clock
 
 logger = logging.getLogger(__name__)
 
 # A watch is re-opened after this long, from where it stopped (servers cap it anyway).
 WATCH_SECONDS = 300
+# One empty mapping for every trimmed claim's labels and annotations (never changed).
+_NONE: dict[str, str] = {}
 # Waits between attempts while the API server cannot be reached, doubling up to the cap.
 RETRY_FIRST_SECONDS = 1.0
 RETRY_MAX_SECONDS = 30.0
@@ -109,9 +119,38 @@ class ClaimCache:
         seen = self._seen(claim)
         self.by_uid[seen.uid] = seen
         if seen.allocated_here:
-            self.whole[seen.uid] = claim
+            self.whole[seen.uid] = self._trimmed(claim)
         else:
             self.whole.pop(seen.uid, None)
+
+    def _trimmed(self, claim: ResourceClaim) -> ResourceClaim:
+        """What a prepare reads of a claim: names, UID, generation, the pod's claim name,
+        this driver's results and the configs. Labels, other annotations, the node selector
+        and other drivers' results are not kept for the claims waiting to be prepared."""
+        meta = claim.metadata
+        allocation = claim.status.allocation
+        assert allocation is not None  # allocated here
+        pod_claim = meta.annotations.get(POD_CLAIM_NAME_ANNOTATION)
+        return ResourceClaim(
+            metadata=ObjectMeta(
+                name=meta.name,
+                namespace=meta.namespace,
+                uid=meta.uid,
+                generation=meta.generation,
+                annotations=_NONE if pod_claim is None else {POD_CLAIM_NAME_ANNOTATION: pod_claim},
+                labels=_NONE,
+            ),
+            status=ClaimStatus(
+                allocation=Allocation(
+                    devices=DeviceAllocation(
+                        results=tuple(
+                            r for r in allocation.devices.results if r.driver == self.driver
+                        ),
+                        config=allocation.devices.config,
+                    )
+                )
+            ),
+        )
 
     def replace(self, listed: ClaimList) -> None:
         """Everything the list returned, and nothing else."""
@@ -148,6 +187,11 @@ class ClaimCache:
         if claim is None or (claim.metadata.namespace, claim.metadata.name) != (namespace, name):
             return None
         return claim
+
+    def prepared(self, uid: str) -> None:
+        """The claim is prepared: its record answers from now on, so the claim is no longer
+        kept for a prepare (until the watch shows it changed)."""
+        self.whole.pop(uid, None)
 
     def unprepared(self, uid: str) -> None:
         """The claim was unprepared: its next prepare, if any, reads it from the API.

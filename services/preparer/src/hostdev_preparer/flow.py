@@ -68,6 +68,10 @@ class KnownClaims(Protocol):
         """The claim when memory can stand in for the API server; None means GET it."""
         ...
 
+    def prepared(self, uid: str) -> None:
+        """The claim has its record; memory need not keep it for a prepare any more."""
+        ...
+
     def unprepared(self, uid: str) -> None:
         """Forget the claim for prepares to come: the next one reads the API."""
         ...

@@ -83,6 +83,8 @@ async def _prepare_one(call: Call) -> ClaimOutcome:
                 result = ClaimOutcome(error=text)
         if result.error:
             span.set_status(trace.StatusCode.ERROR, result.error)
+        elif call.deps.known_claims is not None:
+            call.deps.known_claims.prepared(call.claim.uid)
         span.set_attribute(telemetry.ATTR_DEVICES, [d.device for d in result.devices])
         families = set()
         for device in result.devices:
