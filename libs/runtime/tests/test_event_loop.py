@@ -1,4 +1,4 @@
-"""The event loop a service runs on: uvloop by default, asyncio's own when asked or missing."""
+"""The event loop a service runs on: asyncio's own by default, uvloop when asked and importable."""
 
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ from hostdev_runtime.main import loop_factory
 from hostdev_runtime.settings import CommonSettings, load_settings
 
 
-def test_services_run_on_uvloop_unless_told_otherwise() -> None:
-    assert load_settings(CommonSettings, {"NODE_NAME": "n"}).event_loop == "uvloop"
-    chosen = load_settings(CommonSettings, {"NODE_NAME": "n", "HOSTDEV_EVENT_LOOP": "asyncio"})
-    assert chosen.event_loop == "asyncio"
+def test_services_run_on_the_standard_loop_unless_told_to_use_uvloop() -> None:
+    assert load_settings(CommonSettings, {"NODE_NAME": "n"}).event_loop == "asyncio"
+    chosen = load_settings(CommonSettings, {"NODE_NAME": "n", "HOSTDEV_EVENT_LOOP": "uvloop"})
+    assert chosen.event_loop == "uvloop"
 
 
 def test_an_unknown_event_loop_is_a_settings_error_naming_the_variable() -> None:

@@ -19,7 +19,7 @@ LoopFactory = Callable[[], asyncio.AbstractEventLoop]
 
 def loop_factory(choice: str, service: str) -> LoopFactory | None:
     """The event loop to run on: uvloop's when asked for and importable, else asyncio's
-    own (None). uvloop runs the same code with less CPU per message on every hop."""
+    own (None)."""
     if choice != "uvloop":
         return None
     try:
