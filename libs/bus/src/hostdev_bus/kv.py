@@ -56,23 +56,13 @@ class NatsKv(Generic[T]):
         cls, js: JetStreamContext, bucket: str, kind: type[T], replicas: int = 1
     ) -> NatsKv[T]:
         """Bind to `bucket`, creating it (file storage, one revision kept, `replicas` copies
-        on a JetStream cluster) when missing; an existing bucket keeps its replicas.
-
-        A bucket of one replica is created for direct gets: a read is then a plain message
-        rather than a JSON API answer with the value in base64, less work on both sides. On
-        a cluster any replica may answer a direct get, one that lags behind too, so there
-        reads keep going to the leader.
-        """
+        on a JetStream cluster) when missing; an existing bucket keeps its replicas."""
         try:
             kv = await js.key_value(bucket)
         except nats.js.errors.BucketNotFoundError:
             kv = await js.create_key_value(
                 KeyValueConfig(
-                    bucket=bucket,
-                    history=1,
-                    storage=StorageType.FILE,
-                    replicas=replicas,
-                    direct=replicas == 1,
+                    bucket=bucket, history=1, storage=StorageType.FILE, replicas=replicas
                 )
             )
         return cls(kv, kind)
