@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from collections.abc import Mapping
@@ -20,6 +21,24 @@ def process_cpu_s(pid: int) -> float | None:
         return None
     fields = text.rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / _TICK
+
+
+async def until_quiet(
+    pids: Mapping[str, int], quiet_s: float = 0.5, limit_s: float = 30.0
+) -> float:
+    """Wait until the processes together used under 5 % of one CPU for `quiet_s` (at most
+    `limit_s`); the seconds waited. A start-up's work (the preparer listing every claim,
+    the emulator answering) is then over before a level is timed, as on a node that has
+    run for a while."""
+    started = time.monotonic()
+    last = sum(process_cpu_s(pid) or 0.0 for pid in pids.values())
+    while time.monotonic() - started < limit_s:
+        await asyncio.sleep(quiet_s)
+        now = sum(process_cpu_s(pid) or 0.0 for pid in pids.values())
+        if now - last < 0.05 * quiet_s:
+            break
+        last = now
+    return time.monotonic() - started
 
 
 def machine_cpu_s() -> tuple[float, float]:

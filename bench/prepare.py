@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from bench.cpu import until_quiet
 from bench.load import LevelResult, run_level
 from bench.memory import PeakSampler, hwm_mib, rss_mib
 from bench.stack import DRIVER, Work
@@ -156,6 +157,9 @@ async def run_stack(
             assert plugin is not None
             pids = _pids(services)
             await asyncio.sleep(settle_s)
+            # The claim watch lists every claim at start (thousands here, created before):
+            # wait for the API emulator and the services to be done with it.
+            await until_quiet({**pids, **{k: v for k, v in other_pids.items() if "api" in k}})
             result.idle_mib = _read(pids, rss_mib)
             target = StackTarget(plugin)
             result.warmup = await run_level(target, warmup)

@@ -152,16 +152,30 @@ def targets(
             _at_most(FLOOR_RATIO_LIMIT),
         )
     )
-    big = next((s for s in sizes if s.devices == 10_000 and s.first is not None), None)
+    big = {
+        s.validating: s.first.total_s for s in sizes if s.devices == 10_000 and s.first is not None
+    }
+    # The driver's work: measured against an emulator that does not validate schemas, when
+    # the suite could run one; the validating emulator's figure follows for context.
     out.append(
         Target(
             "10,000 devices discovered and published",
             f"< {SLICES_10K_LIMIT_S:g} s",
-            big.first.total_s if big and big.first else None,
+            big.get(False, big.get(True)),
             "s",
             _below(SLICES_10K_LIMIT_S),
         )
     )
+    if False in big and True in big:
+        out.append(
+            Target(
+                "10,000 devices, emulator validating schemas (context)",
+                f"< {SLICES_10K_LIMIT_S:g} s",
+                big[True],
+                "s",
+                _below(SLICES_10K_LIMIT_S),
+            )
+        )
     for name in MODULES:
         out.append(
             Target(
@@ -174,7 +188,7 @@ def targets(
         )
     # Issue #7's checks, still held.
     for size in sizes:
-        if size.remove_one is not None:
+        if size.remove_one is not None and size.validating:
             out.append(
                 Target(
                     f"slices written after one device removed ({size.devices:,} devices)",
@@ -317,6 +331,9 @@ def slices_table(sizes: Sequence[SizeResult], skipped: Sequence[int]) -> str:
         "scan s",
         "KV s",
         "API s",
+        "CPU driver",
+        "CPU api",
+        "CPU nats",
         "remove-1 s",
         "written",
         "add-1 s",
@@ -328,14 +345,18 @@ def slices_table(sizes: Sequence[SizeResult], skipped: Sequence[int]) -> str:
         assert first is not None
         assert rem is not None
         assert add is not None
+        cpu = first.cpu_s
         rows.append(
             (
-                f"{s.devices:,}",
+                f"{s.devices:,}" + ("" if s.validating else " (no schema check)"),
                 s.slices,
                 first.total_s,
                 first.scan_s,
                 first.inventory_s,
                 first.slices_s,
+                _or_nan(cpu.get("driver (this process)")),
+                _or_nan(cpu.get("api emulator")),
+                _or_nan(cpu.get("nats-server")),
                 rem.total_s,
                 rem.slices_written,
                 add.total_s,
@@ -345,10 +366,15 @@ def slices_table(sizes: Sequence[SizeResult], skipped: Sequence[int]) -> str:
     for count in skipped:
         rows.append((f"{count:,}", "skipped (short mode)", *("" for _ in header[2:])))
     return table(
-        "Discovery and ResourceSlice publication (s; KV = inventory writes, API = slice writes)",
+        "Discovery and ResourceSlice publication (s; KV = inventory writes, API = slice "
+        "writes; CPU s of the publish: driver = discovery's code in this process)",
         header,
         rows,
     )
+
+
+def _or_nan(value: float | None) -> float:
+    return float("nan") if value is None else value
 
 
 def memory_table(stack: StackResult) -> str:

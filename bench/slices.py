@@ -8,6 +8,7 @@ time in this process, so each scan is timed exactly and split into its three par
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from typing import Any
 import nats
 from prometheus_client import CollectorRegistry
 
+from bench.cpu import process_cpu_s
 from bench.stack import DRIVER
 from hostdev_bus import Bus, NatsBus, NatsKv
 from hostdev_devconfig import load_config
@@ -77,6 +79,9 @@ class Scan:
     slices_s: float  # list, plan and write ResourceSlices
     slices_written: int  # slices created, updated or deleted, counted on the server
     planned_writes: int  # what the publisher's plan said
+    # CPU seconds during the scan: this process (discovery's code, the driver's work), the
+    # API emulator and nats-server; None where the process could not be read.
+    cpu_s: dict[str, float | None] = field(default_factory=dict)
 
     @property
     def scan_s(self) -> float:
@@ -91,12 +96,14 @@ class Scan:
             "slices_api_s": round(self.slices_s, 4),
             "slices_written": self.slices_written,
             "planned_writes": self.planned_writes,
+            "cpu_s": {k: None if v is None else round(v, 4) for k, v in self.cpu_s.items()},
         }
 
 
 @dataclass(slots=True)
 class SizeResult:
     devices: int
+    validating: bool = True  # whether the API emulator checked slices against the schemas
     slices: int = 0
     published_devices: int = 0
     first: Scan | None = None
@@ -107,6 +114,7 @@ class SizeResult:
     def as_json(self) -> dict[str, Any]:
         return {
             "devices": self.devices,
+            "emulator_validates_schemas": self.validating,
             "slices": self.slices,
             "published_devices": self.published_devices,
             "first_publish": self.first.as_json() if self.first else None,
@@ -133,27 +141,60 @@ def _written(before: dict[str, str], after: dict[str, str]) -> int:
     return changed + sum(1 for name in before if name not in after)
 
 
-async def _timed_scan(scanner: Scanner, store: TimedStore, cluster: Cluster) -> Scan:
+def _cpu(pids: dict[str, int]) -> dict[str, float | None]:
+    return {name: process_cpu_s(pid) for name, pid in pids.items()}
+
+
+def _spent(
+    before: dict[str, float | None], after: dict[str, float | None]
+) -> dict[str, float | None]:
+    out: dict[str, float | None] = {}
+    for name, start in before.items():
+        end = after.get(name)
+        out[name] = None if start is None or end is None else end - start
+    return out
+
+
+async def _timed_scan(
+    scanner: Scanner, store: TimedStore, cluster: Cluster, pids: dict[str, int]
+) -> Scan:
     publisher = scanner.publisher
     assert isinstance(publisher, TimedPublisher)
     before = _versions(await cluster.slices())
     store.seconds = publisher.seconds = 0.0
     publisher.last = None
+    cpu_before = _cpu(pids)
     started = time.perf_counter()
     await scanner.scan_once()
     total = time.perf_counter() - started
+    cpu = _spent(cpu_before, _cpu(pids))
     after = _versions(await cluster.slices())
     plan = publisher.last
     planned = 0 if plan is None else len(plan.creates) + len(plan.updates) + len(plan.deletes)
-    return Scan(total, store.seconds, publisher.seconds, _written(before, after), planned)
+    return Scan(total, store.seconds, publisher.seconds, _written(before, after), planned, cpu)
 
 
-async def measure_size(nats_url: str, api_url: str, workdir: Path, count: int) -> SizeResult:
-    """Publish `count` devices from scratch, then remove one device, then add it back."""
-    node = f"bench-slices-{count}"
-    host = _host(workdir / f"slices-{count}", count)
-    config = host.write_config(workdir / f"slices-{count}.yaml", [{"path": "/dev/bench/n*"}])
-    result = SizeResult(devices=count)
+async def measure_size(
+    nats_url: str,
+    api_url: str,
+    workdir: Path,
+    count: int,
+    pids: dict[str, int] | None = None,
+    *,
+    validating: bool = True,
+) -> SizeResult:
+    """Publish `count` devices from scratch, then remove one device, then add it back.
+
+    `pids` (the API emulator, nats-server) have their CPU time metered with this process's
+    over each scan; `validating` says whether that emulator checks objects against the
+    official schemas (recorded, and part of the node name so both runs can share NATS).
+    """
+    node = f"bench-slices-{count}" + ("" if validating else "-noschema")
+    tag = f"{count}" + ("" if validating else "-noschema")
+    host = _host(workdir / f"slices-{tag}", count)
+    config = host.write_config(workdir / f"slices-{tag}.yaml", [{"path": "/dev/bench/n*"}])
+    result = SizeResult(devices=count, validating=validating)
+    metered = {"driver (this process)": os.getpid(), **(pids or {})}
     nc = await nats.connect(nats_url)
     kube = await Kube.connect(api_url)
     try:
@@ -179,15 +220,15 @@ async def measure_size(nats_url: str, api_url: str, workdir: Path, count: int) -
                 clock=SystemClock(),
                 metrics=DeviceMetrics(CollectorRegistry()),
             )
-            result.first = await _timed_scan(scanner, store, cluster)
+            result.first = await _timed_scan(scanner, store, cluster, metered)
             listed = await cluster.slices()
             result.slices = len(listed)
             result.published_devices = sum(len(s["spec"].get("devices") or ()) for s in listed)
             victim = f"/dev/bench/n{count // 2:05d}"
             host.remove(victim)
-            result.remove_one = await _timed_scan(scanner, store, cluster)
+            result.remove_one = await _timed_scan(scanner, store, cluster, metered)
             host.device_node(victim)
-            result.add_one = await _timed_scan(scanner, store, cluster)
+            result.add_one = await _timed_scan(scanner, store, cluster, metered)
     finally:
         await kube.close()
         await nc.close()

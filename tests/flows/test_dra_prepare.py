@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import AsyncGenerator
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 
-from hostdev_testing.cluster import Allocated, Cluster
+from hostdev_bus import NatsKv
+from hostdev_events import subjects
+from hostdev_events.alloc import Hold
+from hostdev_events.state import Checkpoint, ClaimStep
+from hostdev_testing.cluster import RESOURCE_API, Allocated, Claim, Cluster
 from hostdev_testing.kubelet import KubeletSimulator, RegisteredPlugin
 from hostdev_testing.schemas import validate_cdi
 from hostdev_testing.services import NodeConfig, Services
@@ -224,3 +231,137 @@ async def test_admin_access_claim_observes_a_held_device_without_holding_it(
     assert (await plugin.unprepare([admin])).kubelet_failure is None
     rival = await cluster.allocated_claim("default", "rival", [Allocated("dev", "udmabuf")])
     assert user.uid in (await plugin.prepare([rival])).claims[rival.uid].error
+
+
+def _claim_path(namespace: str, name: str) -> str:
+    return f"{RESOURCE_API}/namespaces/{namespace}/resourceclaims/{name}"
+
+
+async def _prepared_device(plugin: RegisteredPlugin, claim: Claim) -> str:
+    prepared = await plugin.prepare([claim])
+    result = prepared.claims[claim.uid]
+    assert result.error == ""
+    (device,) = result.devices
+    return device.device_name
+
+
+async def test_a_claim_recreated_under_its_name_is_prepared_with_the_new_claims_devices(
+    services: Services, kubelet: KubeletSimulator, node_config: NodeConfig, cluster: Cluster
+) -> None:
+    """The kubelet names the claim and its UID: the old claim the watch showed under the same
+    name never stands in for the new one."""
+    plugin = await _plugin(services, kubelet, node_config)
+    old = await cluster.allocated_claim("default", "same", [Allocated("dev", "udmabuf")])
+    assert await _prepared_device(plugin, old) == "udmabuf"
+    assert (await plugin.unprepare([old])).kubelet_failure is None
+    await cluster.call("DELETE", _claim_path("default", "same"))
+    new = await cluster.allocated_claim("default", "same", [Allocated("gpu", "dev-dri-renderd128")])
+    assert new.uid != old.uid
+    assert await _prepared_device(plugin, new) == "dev-dri-renderd128"
+    assert (await plugin.unprepare([new])).kubelet_failure is None
+    assert _all_cdi_entries(node_config) == []
+
+
+async def test_a_claim_allocated_anew_after_unprepare_is_prepared_with_its_new_devices(
+    services: Services, kubelet: KubeletSimulator, node_config: NodeConfig, cluster: Cluster
+) -> None:
+    """Same UID, new allocation: a claim once unprepared is read from the API again."""
+    plugin = await _plugin(services, kubelet, node_config)
+    claim = await cluster.allocated_claim("default", "reused", [Allocated("dev", "udmabuf")])
+    assert await _prepared_device(plugin, claim) == "udmabuf"
+    assert (await plugin.unprepare([claim])).kubelet_failure is None
+    path = _claim_path("default", "reused")
+    body = await cluster.call("GET", path)
+    body["status"] = {}
+    body = await cluster.call("PUT", f"{path}/status", body)
+    allocation = {"request": "dev", "driver": node_config.driver, "pool": node_config.node}
+    body["status"] = {
+        "allocation": {"devices": {"results": [{**allocation, "device": "dev-dri-renderd128"}]}}
+    }
+    await cluster.call("PUT", f"{path}/status", body)
+    assert await _prepared_device(plugin, claim) == "dev-dri-renderd128"
+    assert (await plugin.unprepare([claim])).kubelet_failure is None
+
+
+async def _checkpoint_store(services: Services) -> NatsKv[Checkpoint]:
+    return await NatsKv.open(services.nc.jetstream(), subjects.CHECKPOINT_BUCKET, Checkpoint)
+
+
+async def _holders(services: Services, entry: str) -> tuple[str, ...]:
+    ledger = await NatsKv.open(services.nc.jetstream(), subjects.LEDGER_BUCKET, Hold)
+    found = await ledger.get(subjects.device_key(services.config.node, entry))
+    return () if found is None else found[0].holders
+
+
+async def test_a_host_path_claim_is_recorded_once_completed_and_dropped_in_one_write(
+    services: Services, kubelet: KubeletSimulator, node_config: NodeConfig, cluster: Cluster
+) -> None:
+    """No host action, nothing to restore: prepare writes its checkpoint once (completed),
+    unprepare deletes it without marking it unpreparing first."""
+    plugin = await _plugin(services, kubelet, node_config)
+    claim = await cluster.allocated_claim("default", "once", [Allocated("dev", "udmabuf")])
+    key = subjects.checkpoint_key(node_config.node, claim.uid)
+    store = await _checkpoint_store(services)
+    seen: list[ClaimStep | None] = []
+    watching = cast(AsyncGenerator[Any, None], store.watch(key.rsplit(".", 1)[0] + "."))
+    try:
+        while await anext(watching) is not None:  # what the bucket had before
+            pass
+        assert await _prepared_device(plugin, claim) == "udmabuf"
+        assert (await plugin.unprepare([claim])).kubelet_failure is None
+        while len(seen) < 2:
+            change = await asyncio.wait_for(anext(watching), timeout=5)
+            if change[0] == key:
+                seen.append(None if change[1] is None else change[1].step)
+    finally:
+        await watching.aclose()
+    assert seen == [ClaimStep.COMPLETED, None]
+    assert await _holders(services, "udmabuf") == ()
+    assert _all_cdi_entries(node_config) == []
+
+
+async def test_a_prepare_cut_off_before_its_record_is_undone_by_the_kubelets_unprepare(
+    services: Services, kubelet: KubeletSimulator, node_config: NodeConfig, cluster: Cluster
+) -> None:
+    """A host-path prepare reserves and writes its spec before its one record: a crash in
+    between leaves a hold and a spec with no checkpoint, which the kubelet's unprepare of
+    the claim removes by owner."""
+    plugin = await _plugin(services, kubelet, node_config)
+    claim = await cluster.allocated_claim("default", "cut", [Allocated("dev", "udmabuf")])
+    bystander = await cluster.allocated_claim("default", "by", [Allocated("kvm", "kvm")])
+    assert await _prepared_device(plugin, claim) == "udmabuf"
+    assert await _prepared_device(plugin, bystander) == "kvm"
+    # What a crash between the reservation and the record leaves behind.
+    await (await _checkpoint_store(services)).delete(
+        subjects.checkpoint_key(node_config.node, claim.uid)
+    )
+    assert await _holders(services, "udmabuf") == (claim.uid,)
+    assert _spec_files(node_config)
+
+    assert (await plugin.unprepare([claim])).claims[claim.uid].error == ""
+    assert await _holders(services, "udmabuf") == ()
+    assert await _holders(services, "kvm") == (bystander.uid,)
+    (left,) = _spec_files(node_config)
+    assert bystander.uid in left.name
+    # The device is free again for another claim.
+    other = await cluster.allocated_claim("default", "next", [Allocated("dev", "udmabuf")])
+    assert await _prepared_device(plugin, other) == "udmabuf"
+
+
+async def test_a_refused_host_path_claim_leaves_no_spec_hold_or_record(
+    services: Services, kubelet: KubeletSimulator, node_config: NodeConfig, cluster: Cluster
+) -> None:
+    """The spec is written while the devices are reserved: a refusal removes it again."""
+    plugin = await _plugin(services, kubelet, node_config)
+    holder = await cluster.allocated_claim("default", "holder", [Allocated("dev", "udmabuf")])
+    other = await cluster.allocated_claim(
+        "default", "other", [Allocated("dev", "udmabuf"), Allocated("kvm", "kvm")]
+    )
+    assert await _prepared_device(plugin, holder) == "udmabuf"
+    refused = await plugin.prepare([other])
+    assert "udmabuf" in refused.claims[other.uid].error
+    assert [p for p in _spec_files(node_config) if other.uid in p.name] == []
+    assert await _holders(services, "kvm") == ()
+    assert await _holders(services, "udmabuf") == (holder.uid,)
+    store = await _checkpoint_store(services)
+    assert await store.get(subjects.checkpoint_key(node_config.node, other.uid)) is None

@@ -394,3 +394,31 @@ async def test_hold_whose_owner_has_no_checkpoint_is_released_but_device_plugin_
     passed = await _advance_until(clock, released)
     assert passed >= GRACE
     assert await _cleaned(metrics_port) == {"hold-without-checkpoint": 1.0}
+
+
+async def test_host_path_prepare_cut_short_before_its_record_loses_its_hold_and_spec(
+    services: Services,
+    kubelet: KubeletSimulator,
+    node_config: NodeConfig,
+    cluster: Cluster,
+    clock: ManualClock,
+    metrics_port: int,
+) -> None:
+    """A claim with no host action is reserved and its spec written before its one record:
+    cut short there (the record deleted here to stand for the crash), its hold and its spec
+    are both taken away after the grace period, though the kubelet never unprepares it."""
+    _prepare_preparer(services, clock, metrics_port)
+    plugin = await _plugin(services, kubelet, node_config)
+    claim = await cluster.allocated_claim("default", "cut", [Allocated("kvm", "kvm")])
+    assert (await plugin.prepare([claim])).claims[claim.uid].error == ""
+    store = await NatsKv.open(services.nc.jetstream(), subjects.CHECKPOINT_BUCKET, Checkpoint)
+    await store.delete(subjects.checkpoint_key(node_config.node, claim.uid))
+    assert await _holders(services, "kvm") == (claim.uid,)
+    assert _specs(node_config, claim.uid)
+
+    async def cleaned() -> bool:
+        return await _holders(services, "kvm") == () and not _specs(node_config, claim.uid)
+
+    passed = await _advance_until(clock, cleaned)
+    assert passed >= GRACE
+    assert await _cleaned(metrics_port) == {"hold-without-checkpoint": 1.0}

@@ -86,3 +86,114 @@ def test_watch_events_track_claims_by_uid_and_keep_the_resource_version() -> Non
     assert not cache.by_uid["u2"].allocated_here
     assert cache.named("ns", "c") == cache.by_uid["u2"]
     assert cache.resource_version == "9"
+
+
+def _event(kind: str, claim: dict[str, Any]) -> WatchEvent:
+    return WatchEvent(type=kind, object=claim)
+
+
+def test_a_claim_allocated_here_is_served_whole_under_its_uid_and_name() -> None:
+    cache = ClaimCache(driver=DRIVER, node=NODE)
+    cache.apply(_event("ADDED", _claim("u1", _allocation())))
+    found = cache.fresh("ns", "c", "u1")
+    assert found is not None
+    assert found.metadata.uid == "u1"
+    assert found.status.allocation is not None
+    assert found.status.allocation.devices.results[0].device == "kvm"
+
+
+@pytest.mark.parametrize(
+    ("namespace", "name", "uid"),
+    [("ns", "c", "u2"), ("ns", "other", "u1"), ("other", "c", "u1")],
+    ids=["another-uid", "another-name", "another-namespace"],
+)
+def test_a_claim_asked_for_under_another_uid_or_name_is_a_miss(
+    namespace: str, name: str, uid: str
+) -> None:
+    """The kubelet's request names the claim and its UID: both must match what was watched."""
+    cache = ClaimCache(driver=DRIVER, node=NODE)
+    cache.apply(_event("ADDED", _claim("u1", _allocation())))
+    assert cache.fresh(namespace, name, uid) is None
+
+
+def test_a_claim_not_allocated_here_yet_is_a_miss_until_the_watch_shows_the_allocation() -> None:
+    cache = ClaimCache(driver=DRIVER, node=NODE)
+    cache.apply(_event("ADDED", _claim("u1", None)))
+    assert cache.fresh("ns", "c", "u1") is None
+    cache.apply(_event("MODIFIED", _claim("u1", _allocation(pool="n2"))))
+    assert cache.fresh("ns", "c", "u1") is None
+    cache.apply(_event("MODIFIED", _claim("u1", _allocation())))
+    assert cache.fresh("ns", "c", "u1") is not None
+    cache.apply(_event("MODIFIED", _claim("u1", None)))  # deallocated
+    assert cache.fresh("ns", "c", "u1") is None
+
+
+def test_a_deleted_or_recreated_claim_is_never_served_as_the_old_one() -> None:
+    cache = ClaimCache(driver=DRIVER, node=NODE)
+    cache.apply(_event("ADDED", _claim("u1", _allocation())))
+    cache.apply(_event("DELETED", _claim("u1", _allocation())))
+    assert cache.fresh("ns", "c", "u1") is None
+    cache.apply(_event("ADDED", _claim("u2", _allocation())))
+    assert cache.fresh("ns", "c", "u1") is None
+    assert cache.fresh("ns", "c", "u2") is not None
+
+
+def test_a_claim_once_unprepared_is_read_from_the_api_whatever_the_watch_says_after() -> None:
+    """The watch may still deliver the old allocation after an unprepare: only a GET tells
+    whether the claim was allocated anew. A relist keeps that, a deletion ends it."""
+    cache = ClaimCache(driver=DRIVER, node=NODE)
+    cache.apply(_event("ADDED", _claim("u1", _allocation())))
+    cache.unprepared("u1")
+    assert cache.fresh("ns", "c", "u1") is None
+    cache.apply(_event("MODIFIED", _claim("u1", _allocation())))
+    assert cache.fresh("ns", "c", "u1") is None
+    listed = msgspec.convert(
+        {"metadata": {"resourceVersion": "8"}, "items": [_claim("u1", _allocation())]}, ClaimList
+    )
+    cache.replace(listed)
+    assert cache.fresh("ns", "c", "u1") is None
+    cache.apply(_event("DELETED", _claim("u1", _allocation())))
+    assert cache.spent == set()
+
+
+def test_a_relist_drops_claims_it_no_longer_has() -> None:
+    cache = ClaimCache(driver=DRIVER, node=NODE)
+    cache.apply(_event("ADDED", _claim("u1", _allocation())))
+    cache.replace(msgspec.convert({"metadata": {"resourceVersion": "9"}, "items": []}, ClaimList))
+    assert cache.fresh("ns", "c", "u1") is None
+    assert cache.whole == {}
+
+
+def test_a_claim_waiting_to_be_prepared_is_kept_with_only_what_a_prepare_reads() -> None:
+    claim = _claim("u1", None)
+    claim["metadata"] |= {
+        "labels": {"app": "vm"},
+        "annotations": {"resource.kubernetes.io/pod-claim-name": "gpu", "note": "x" * 1000},
+        "generation": 3,
+    }
+    theirs = {"request": "r", "driver": "other.example.com", "pool": NODE, "device": "nic"}
+    allocation = _allocation(**_by_name("In", NODE))
+    allocation["devices"]["results"].append(theirs)
+    claim["status"] = {"allocation": allocation}
+    cache = ClaimCache(driver=DRIVER, node=NODE)
+    cache.apply(_event("ADDED", claim))
+    kept = cache.fresh("ns", "c", "u1")
+    assert kept is not None
+    assert kept.metadata.labels == {}
+    assert kept.metadata.annotations == {"resource.kubernetes.io/pod-claim-name": "gpu"}
+    assert kept.metadata.generation == 3
+    assert kept.status.allocation is not None
+    assert [r.driver for r in kept.status.allocation.devices.results] == [DRIVER]
+    assert kept.status.allocation.node_selector is None
+
+
+def test_a_prepared_claim_is_no_longer_kept_until_the_watch_shows_it_again() -> None:
+    """Its record answers every prepare after the first; a change the watch shows keeps it
+    again, as any claim allocated here."""
+    cache = ClaimCache(driver=DRIVER, node=NODE)
+    cache.apply(_event("ADDED", _claim("u1", _allocation())))
+    cache.prepared("u1")
+    assert cache.fresh("ns", "c", "u1") is None
+    assert cache.by_uid["u1"].allocated_here
+    cache.apply(_event("MODIFIED", _claim("u1", _allocation())))
+    assert cache.fresh("ns", "c", "u1") is not None

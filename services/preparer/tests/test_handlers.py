@@ -265,8 +265,8 @@ async def test_claim_gone_from_the_api_fails_as_not_found_and_records_nothing(no
 
 async def test_deadline_passed_on_the_clock_fails_the_claim_as_a_timeout(node: Node) -> None:
     """Time is the clock's: an API read that uses up the kubelet's deadline leaves no time
-    for any request; the claim fails as a timeout and its record is left for the next call
-    to undo (even the rollback had no time)."""
+    for any request; the claim fails as a timeout. A host path has no host action, so its
+    one record is written only once all is done: none is left, as nothing was done."""
     reads = node.claims.get_claim
 
     async def slow_read(namespace: str, name: str) -> ResourceClaim:
@@ -278,30 +278,35 @@ async def test_deadline_passed_on_the_clock_fails_the_claim_as_a_timeout(node: N
     assert outcome.error == "the kubelet's deadline passed"
     assert node.bus.requests == []
     assert node.errors("prepare", "timeout") == 1.0
-    record = await node.record()
-    assert record is not None
-    assert record.step == ClaimStep.UNPREPARING
+    assert await node.record() is None
 
 
-async def test_another_preparer_recording_first_refuses_as_stale(node: Node) -> None:
+async def test_another_preparer_recording_first_refuses_as_stale_and_leaves_its_work(
+    node: Node,
+) -> None:
     """When another instance records the claim between our read and our write, the call is
-    refused with a retry hint and nothing of ours is reserved."""
+    refused with a retry hint. A host path is reserved and written before its one record:
+    the hold and spec are the claim's, the same as the other instance's, so nothing is
+    removed or released under it."""
 
     class Racing(MemoryKv[Checkpoint]):
         async def create(self, key: str, value: Checkpoint) -> int:
-            await super().create(key, value)  # the other instance's record, still preparing
+            # The other instance's record, still preparing.
+            theirs = msgspec.structs.replace(value, step=ClaimStep.PREPARING, outcome=None)
+            await super().create(key, theirs)
             raise KeyExists(key, "already has a value")
 
     node.deps = dataclasses.replace(node.deps, checkpoints=Racing())
     outcome = await _prepare(node)
     assert "another preparer is preparing this claim" in outcome.error
-    assert RESERVE not in node.bus.subjects()
+    assert set(node.bus.subjects()) == {RESERVE, WRITE}
     assert node.errors("prepare", "stale") == 1.0
 
 
 async def test_unprepare_undoes_the_record_and_an_unknown_claim_succeeds(node: Node) -> None:
     """Unprepare removes the spec, releases the devices and drops the record; again, with
-    no record left, it succeeds without a request."""
+    no record left, it succeeds, sweeping the owner's specs and holds (a prepare with no
+    host action cut short before its record leaves them)."""
     await _prepare(node)
     node.bus.requests.clear()
     call = UnprepareClaims(claims=(CLAIM,), timeout_ms=10_000)
@@ -310,4 +315,6 @@ async def test_unprepare_undoes_the_record_and_an_unknown_claim_succeeds(node: N
     assert await node.record() is None
     node.bus.requests.clear()
     assert (await handlers.on_unprepare(call, node.deps)).errors == {CLAIM.uid: ""}
-    assert node.bus.requests == []
+    assert set(node.bus.subjects()) == {REMOVE, RELEASE}
+    (release,) = [m for s, m in node.bus.requests if s == RELEASE]
+    assert release == ReleaseDevices(owner=CLAIM.uid, devices=None)

@@ -60,11 +60,28 @@ def test_node_without_a_boot_id_answers_every_completed_record() -> None:
 
 @pytest.mark.parametrize("step", [None, *ClaimStep])
 def test_unprepare_undoes_whatever_is_recorded(step: ClaimStep | None) -> None:
-    """Any record is undone, whatever its step; no record means nothing to do."""
+    """Any record is undone, whatever its step; no record means a sweep by owner (which finds
+    nothing unless a prepare with no host action was cut short before its record)."""
     found = None if step is None else _record(step)
     decision = machine.on_unprepare(found)
     if found is None:
-        assert decision == machine.Nothing()
+        assert decision == machine.Sweep()
+    else:
+        assert decision == machine.Undo(found)
+
+
+@pytest.mark.parametrize("step", [None, *ClaimStep])
+def test_a_record_without_host_action_is_forgotten_only_once_completed(
+    step: ClaimStep | None,
+) -> None:
+    """With nothing on the host to restore, a completed record is deleted first (one write);
+    a record still preparing or already unpreparing takes the full undo."""
+    found = None if step is None else _record(step)
+    decision = machine.on_unprepare(found, host_action=False)
+    if found is None:
+        assert decision == machine.Sweep()
+    elif step == ClaimStep.COMPLETED:
+        assert decision == machine.Forget(found)
     else:
         assert decision == machine.Undo(found)
 
@@ -93,6 +110,8 @@ S = ClaimStep
         (S.COMPLETED, E.UNDOING, S.UNPREPARING),
         (S.UNPREPARING, E.UNDOING, S.UNPREPARING),
         (S.UNPREPARING, E.UNDONE, None),
+        (None, E.COMPLETED_AT_ONCE, S.COMPLETED),  # no host action: one write to prepare
+        (S.COMPLETED, E.FORGOTTEN, None),  # and one to unprepare
     ],
 )
 def test_step_transitions(
@@ -110,6 +129,9 @@ def test_step_transitions(
         (S.PREPARING, E.PLANNED),  # planning over a record
         (S.COMPLETED, E.UNDONE),  # deleting a record whose undo never started
         (S.UNPREPARING, E.COMPLETED),  # completing a claim being undone
+        (S.PREPARING, E.COMPLETED_AT_ONCE),  # a recorded plan is completed, not redone at once
+        (S.PREPARING, E.FORGOTTEN),  # a prepare cut short may have acted: undo it
+        (S.UNPREPARING, E.FORGOTTEN),
     ],
 )
 def test_transitions_outside_the_table_are_bugs(

@@ -14,6 +14,23 @@ from hostdev_runtime.runner import App, run_service
 from hostdev_runtime.settings import CommonSettings, S, load_settings
 from hostdev_runtime.telemetry import setup_tracing, shutdown_tracing
 
+LoopFactory = Callable[[], asyncio.AbstractEventLoop]
+
+
+def loop_factory(choice: str, service: str) -> LoopFactory | None:
+    """The event loop to run on: uvloop's when asked for and importable, else asyncio's
+    own (None)."""
+    if choice != "uvloop":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        logging.getLogger(service).warning(
+            "uvloop cannot be imported; running on asyncio's own event loop"
+        )
+        return None
+    return uvloop.new_event_loop
+
 
 def main(service: str, kind: type[S], app: Callable[[S], App]) -> None:
     """Load `kind` from the environment and run `app(settings)` as `service`; exit 2 on bad settings."""
@@ -26,7 +43,8 @@ def main(service: str, kind: type[S], app: Callable[[S], App]) -> None:
     setup_logging(service, settings.log_level)
     setup_tracing(service, env)
     try:
-        asyncio.run(run_service(service, settings, app(settings)))
+        with asyncio.Runner(loop_factory=loop_factory(settings.event_loop, service)) as runner:
+            runner.run(run_service(service, settings, app(settings)))
     except Exception as err:
         # Settings were fine but start-up failed (unreadable device config, API refused):
         # say why in one line and exit non-zero so the pod restarts with backoff.
@@ -36,4 +54,4 @@ def main(service: str, kind: type[S], app: Callable[[S], App]) -> None:
         shutdown_tracing()
 
 
-__all__ = ["CommonSettings", "main"]
+__all__ = ["CommonSettings", "loop_factory", "main"]

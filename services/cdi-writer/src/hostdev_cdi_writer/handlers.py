@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -170,10 +171,35 @@ def _our_owners(deps: Deps) -> dict[str, list[Path]]:
     return found
 
 
-async def remove_orphans(deps: Deps, checkpoints: KvStore[Checkpoint]) -> list[str]:
-    """Remove spec files whose claim has no checkpoint: specs are derived from checkpoints."""
+# A claim with no host action gets its spec before its one checkpoint write (see the
+# preparer's flow.complete_at_once), within one kubelet call: 45 s, and a hop at most 10 s.
+IN_FLIGHT_SECONDS = 120.0
+
+
+def _newest_change(paths: list[Path]) -> float:
+    newest = 0.0
+    for path in paths:
+        try:
+            newest = max(newest, path.stat().st_mtime)
+        except OSError:
+            continue  # gone meanwhile
+    return newest
+
+
+async def remove_orphans(
+    deps: Deps, checkpoints: KvStore[Checkpoint], now: float | None = None
+) -> list[str]:
+    """Remove spec files whose claim has no checkpoint: specs are derived from checkpoints.
+
+    Files written in the last IN_FLIGHT_SECONDS (by the wall clock, `now`) stay: they may be
+    a prepare's whose checkpoint is about to be written. If that prepare never completes,
+    the kubelet's unprepare or the preparer's orphan scan removes them.
+    """
     removed: list[str] = []
-    for owner in await asyncio.to_thread(_our_owners, deps):
+    started = time.time() if now is None else now
+    for owner, paths in (await asyncio.to_thread(_our_owners, deps)).items():
+        if started - await asyncio.to_thread(_newest_change, paths) < IN_FLIGHT_SECONDS:
+            continue
         if await checkpoints.get(subjects.checkpoint_key(deps.node, owner)) is None:
             found = await asyncio.to_thread(remove_owned, deps.cdi_root, owner)
             for path in found + await asyncio.to_thread(_remove_all, deps, owner):

@@ -108,6 +108,7 @@ def app(
             writer or FileWriter(root),
             netlink or Pyroute2Netlink(),
         )
+        cache = ClaimCache(driver=settings.driver_name, node=node)
         deps = Deps(
             node=node,
             driver=settings.driver_name,
@@ -128,18 +129,19 @@ def app(
             metadata_families=metadata_families(settings.device_metadata),
             boot_id=read_boot_id(Path(settings.boot_id_file)),
             metrics=ClaimMetrics(ctx.metrics.registry),
+            known_claims=cache if settings.claims_from_watch else None,
         )
-        await _watch_for_orphans(ctx, settings, kube, deps)
+        await _watch_for_orphans(ctx, settings, kube, deps, cache)
         return routes(node, deps, dp_restore.RestoreMetrics(ctx.metrics.registry))
 
     return start
 
 
 async def _watch_for_orphans(
-    ctx: ServiceContext, settings: Settings, kube: Kube, deps: Deps
+    ctx: ServiceContext, settings: Settings, kube: Kube, deps: Deps, cache: ClaimCache
 ) -> None:
-    """Follow the cluster's claims and clean up what the kubelet forgot (see orphans)."""
-    cache = ClaimCache(driver=deps.driver, node=deps.node)
+    """Follow the cluster's claims (for prepares to read too) and clean up what the kubelet
+    forgot (see orphans)."""
     orphans = Orphans(
         deps=deps,
         ledger=await NatsKv.open(ctx.js, subjects.LEDGER_BUCKET, Hold),

@@ -1,4 +1,8 @@
-"""The cluster's ResourceClaims as a list-then-watch keeps them: by UID, with whether each is ours."""
+"""The cluster's ResourceClaims as a list-then-watch keeps them: by UID, with whether each is ours.
+
+The claims allocated here are kept whole, so a prepare can read its claim from memory
+rather than GET it (see ClaimCache.fresh).
+"""
 
 from __future__ import annotations
 
@@ -10,13 +14,23 @@ from typing import Protocol
 import msgspec
 
 from hostdev_kube import ClaimList, Gone, KubeError, ResourceClaim, WatchEvent
-from hostdev_kube.models import NodeSelector, NodeSelectorRequirement
+from hostdev_kube.models import (
+    Allocation,
+    ClaimStatus,
+    DeviceAllocation,
+    NodeSelector,
+    NodeSelectorRequirement,
+    ObjectMeta,
+)
+from hostdev_preparer.selection import POD_CLAIM_NAME_ANNOTATION
 from hostdev_runtime.clock import Clock
 
 logger = logging.getLogger(__name__)
 
 # A watch is re-opened after this long, from where it stopped (servers cap it anyway).
 WATCH_SECONDS = 300
+# One empty mapping for every trimmed claim's labels and annotations (never changed).
+_NONE: dict[str, str] = {}
 # Waits between attempts while the API server cannot be reached, doubling up to the cap.
 RETRY_FIRST_SECONDS = 1.0
 RETRY_MAX_SECONDS = 30.0
@@ -81,6 +95,10 @@ class ClaimCache:
 
     `synced` turns true with the first complete list and stays so: from then on, a UID
     missing here was deleted (or never was) as far as the API server last told us.
+
+    Claims allocated here are also kept whole (`whole`), for prepares to read. A UID once
+    unprepared (`spent`) is never served from memory again: the claim may have been
+    deallocated and allocated anew while the watch lags behind, and only a GET tells.
     """
 
     driver: str
@@ -88,6 +106,8 @@ class ClaimCache:
     by_uid: dict[str, SeenClaim] = field(default_factory=dict)
     resource_version: str = ""
     synced: bool = False
+    whole: dict[str, ResourceClaim] = field(default_factory=dict)
+    spent: set[str] = field(default_factory=set)
 
     def _seen(self, claim: ResourceClaim) -> SeenClaim:
         meta = claim.metadata
@@ -95,9 +115,50 @@ class ClaimCache:
             meta.namespace, meta.name, meta.uid, allocated_here(claim, self.driver, self.node)
         )
 
+    def _keep(self, claim: ResourceClaim) -> None:
+        seen = self._seen(claim)
+        self.by_uid[seen.uid] = seen
+        if seen.allocated_here:
+            self.whole[seen.uid] = self._trimmed(claim)
+        else:
+            self.whole.pop(seen.uid, None)
+
+    def _trimmed(self, claim: ResourceClaim) -> ResourceClaim:
+        """What a prepare reads of a claim: names, UID, generation, the pod's claim name,
+        this driver's results and the configs. Labels, other annotations, the node selector
+        and other drivers' results are not kept for the claims waiting to be prepared."""
+        meta = claim.metadata
+        allocation = claim.status.allocation
+        assert allocation is not None  # allocated here
+        pod_claim = meta.annotations.get(POD_CLAIM_NAME_ANNOTATION)
+        return ResourceClaim(
+            metadata=ObjectMeta(
+                name=meta.name,
+                namespace=meta.namespace,
+                uid=meta.uid,
+                generation=meta.generation,
+                annotations=_NONE if pod_claim is None else {POD_CLAIM_NAME_ANNOTATION: pod_claim},
+                labels=_NONE,
+            ),
+            status=ClaimStatus(
+                allocation=Allocation(
+                    devices=DeviceAllocation(
+                        results=tuple(
+                            r for r in allocation.devices.results if r.driver == self.driver
+                        ),
+                        config=allocation.devices.config,
+                    )
+                )
+            ),
+        )
+
     def replace(self, listed: ClaimList) -> None:
         """Everything the list returned, and nothing else."""
-        self.by_uid = {c.metadata.uid: self._seen(c) for c in listed.items}
+        self.by_uid = {}
+        self.whole = {}
+        for claim in listed.items:
+            self._keep(claim)
+        self.spent &= self.by_uid.keys()
         self.resource_version = listed.metadata.resource_version
         self.synced = True
 
@@ -105,11 +166,40 @@ class ClaimCache:
         """One watch event; a bookmark only moves the resourceVersion on."""
         claim = msgspec.convert(event.object, ResourceClaim)
         if event.type in ("ADDED", "MODIFIED"):
-            self.by_uid[claim.metadata.uid] = self._seen(claim)
+            self._keep(claim)
         elif event.type == "DELETED":
             self.by_uid.pop(claim.metadata.uid, None)
+            self.whole.pop(claim.metadata.uid, None)
+            self.spent.discard(claim.metadata.uid)
         if claim.metadata.resource_version:
             self.resource_version = claim.metadata.resource_version
+
+    def fresh(self, namespace: str, name: str, uid: str) -> ResourceClaim | None:
+        """The claim as last watched, when it can stand in for a GET; else None.
+
+        Only a claim allocated here under this very UID, namespace and name, never
+        unprepared since: a claim re-created under its name has another UID (a miss), one
+        whose allocation the watch has not shown yet is not allocated here (a miss).
+        """
+        if uid in self.spent:
+            return None
+        claim = self.whole.get(uid)
+        if claim is None or (claim.metadata.namespace, claim.metadata.name) != (namespace, name):
+            return None
+        return claim
+
+    def prepared(self, uid: str) -> None:
+        """The claim is prepared: its record answers from now on, so the claim is no longer
+        kept for a prepare (until the watch shows it changed)."""
+        self.whole.pop(uid, None)
+
+    def unprepared(self, uid: str) -> None:
+        """The claim was unprepared: its next prepare, if any, reads it from the API.
+
+        Kept until the claim's deletion is watched, or a relist no longer has it.
+        """
+        self.whole.pop(uid, None)
+        self.spent.add(uid)
 
     def named(self, namespace: str, name: str) -> SeenClaim | None:
         """The claim now holding this name, whatever its UID."""

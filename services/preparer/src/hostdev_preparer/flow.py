@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
@@ -61,6 +61,22 @@ class ClaimReader(StatusWriter, Protocol):
         ...
 
 
+class KnownClaims(Protocol):
+    """Claims as a watch last showed them (claimwatch.ClaimCache), to spare a GET."""
+
+    def fresh(self, namespace: str, name: str, uid: str) -> ResourceClaim | None:
+        """The claim when memory can stand in for the API server; None means GET it."""
+        ...
+
+    def prepared(self, uid: str) -> None:
+        """The claim has its record; memory need not keep it for a prepare any more."""
+        ...
+
+    def unprepared(self, uid: str) -> None:
+        """Forget the claim for prepares to come: the next one reads the API."""
+        ...
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Deps:
     """What the handlers use; built in app.run, never here."""
@@ -77,6 +93,7 @@ class Deps:
     metrics: ClaimMetrics
     metadata_families: frozenset[str] | None = None  # None: every family
     boot_id: str = ""
+    known_claims: KnownClaims | None = None  # None: every prepare GETs its claim
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,6 +198,78 @@ async def complete(
     await call.deps.checkpoints.update(call.key, done, last=revision)
     logger.info("claim prepared", extra={telemetry.ATTR_CLAIM_UID: uid})
     return done
+
+
+def acts_on_host(call: Call, plans: Iterable[AnyPlan]) -> bool:
+    """Whether any plan changes the host (binds a driver, creates an mdev, sets a VF),
+    learns its edits only once applied, or has network devices for the claim's status;
+    host paths and USB nodes are only handed over."""
+    return any(
+        not p.final_edits or p.edits.net_devices or call.family(p.family).blocking
+        for p in plans
+        if not p.observe_only
+    )
+
+
+async def complete_at_once(call: Call, planned: Checkpoint) -> Checkpoint:
+    """A claim with no host action: reserve and write the specs at once, then record it
+    completed, the only checkpoint write of its prepare.
+
+    Until that write nothing records the claim, and nothing on the host needs restoring:
+    on failure the specs and the hold go again here. A crash before the write leaves a spec
+    or a hold with no record; the kubelet unprepares a claim whose prepare failed (no
+    record: remove and release by owner), the orphan scan releases a hold without a
+    checkpoint with its specs, and the CDI writer removes specs without one at start.
+    The write itself is not rolled back when it fails: it may have landed (an answer lost),
+    and then the record must find its spec and hold in place.
+    """
+    uid = call.claim.uid
+    try:
+        writing, reserving = await asyncio.gather(
+            _write_specs(call, planned, list(planned.plans), True),
+            _reserve_and_apply(call, planned),
+            return_exceptions=True,
+        )
+        if isinstance(reserving, BaseException):
+            raise reserving
+        if isinstance(writing, BaseException):
+            raise writing
+        spec, items = writing
+        done = msgspec.structs.replace(
+            planned,
+            step=machine.step_kept(None, machine.Event.COMPLETED_AT_ONCE),
+            plans=tuple(reserving),
+            outcome=reply.outcome(
+                call.deps.driver, uid, planned.devices, spec, frozenset(i.request for i in items)
+            ),
+            boot_id=call.deps.boot_id,
+        )
+    except BaseException:
+        try:
+            await sweep(call, planned)
+        except Exception:
+            logger.exception("rollback failed", extra={telemetry.ATTR_CLAIM_UID: uid})
+        raise
+    # KeyExists (another instance recorded the claim meanwhile) is the caller's to answer:
+    # the hold and the spec are the same owner's, theirs now.
+    await call.deps.checkpoints.create(call.key, done)
+    logger.info("claim prepared", extra={telemetry.ATTR_CLAIM_UID: uid})
+    return done
+
+
+async def forget(call: Call, checkpoint: Checkpoint, revision: int) -> None:
+    """Unprepare a completed claim with no host action: its record goes first (the one
+    write of this unprepare), then its spec and hold at once. A crash between leaves them
+    with no record, for the kubelet's retry to sweep."""
+    machine.step_after(checkpoint.step, machine.Event.FORGOTTEN)  # the record goes
+    await call.deps.checkpoints.delete(call.key, last=revision)
+    await sweep(call, checkpoint)
+
+
+async def sweep(call: Call, checkpoint: Checkpoint | None) -> None:
+    """Remove the claim's specs and release its holds (every hold of the owner when no
+    record says which), for a claim no checkpoint records and no host action touched."""
+    await asyncio.gather(_remove_specs(call), _release(call, checkpoint))
 
 
 async def _reserve_and_apply(call: Call, checkpoint: Checkpoint) -> list[AnyPlan]:
@@ -293,12 +382,14 @@ async def _remove_specs(call: Call) -> None:
         )
 
 
-async def _release(call: Call, checkpoint: Checkpoint) -> None:
-    """Release every ledger entry the claim holds: devices, their groups, counter sets."""
+async def _release(call: Call, checkpoint: Checkpoint | None) -> None:
+    """Release every ledger entry the claim holds: devices, their groups, counter sets
+    (with no record to say which, every entry the owner holds)."""
+    entries = None if checkpoint is None else ledger_entries(wants(checkpoint))
     with tracer.start_as_current_span("release devices"):
         await call.deps.bus.request(
             subjects.alloc_release(call.deps.node),
-            ReleaseDevices(owner=call.claim.uid, devices=ledger_entries(wants(checkpoint))),
+            ReleaseDevices(owner=call.claim.uid, devices=entries),
             Released,
             call.hop(),
         )

@@ -33,10 +33,14 @@ from hostdev_preparer.errors import ClaimRejected, failed
 from hostdev_preparer.flow import (
     Call,
     Deps,
+    acts_on_host,
     complete,
+    complete_at_once,
     family_label,
+    forget,
     inventory_device,
     run_family,
+    sweep,
     undo,
 )
 from hostdev_runtime import telemetry
@@ -79,6 +83,8 @@ async def _prepare_one(call: Call) -> ClaimOutcome:
                 result = ClaimOutcome(error=text)
         if result.error:
             span.set_status(trace.StatusCode.ERROR, result.error)
+        elif call.deps.known_claims is not None:
+            call.deps.known_claims.prepared(call.claim.uid)
         span.set_attribute(telemetry.ATTR_DEVICES, [d.device for d in result.devices])
         families = set()
         for device in result.devices:
@@ -122,6 +128,9 @@ async def _prepare(call: Call) -> ClaimOutcome:
         _settle(reading)
     planned = await _plan(call, claim)
     try:
+        if not acts_on_host(call, planned.plans):
+            # Nothing on the host to restore: one record, written once everything is done.
+            return await _reported(call, await complete_at_once(call, planned))
         revision = await call.deps.checkpoints.create(call.key, planned)
     except KeyExists:
         again = await call.deps.checkpoints.get(call.key)
@@ -130,8 +139,12 @@ async def _prepare(call: Call) -> ClaimOutcome:
 
 
 async def _outcome(call: Call, checkpoint: Checkpoint, revision: int) -> ClaimOutcome:
-    done = await complete(call, checkpoint, revision)
-    assert done.outcome is not None  # complete always records one
+    return await _reported(call, await complete(call, checkpoint, revision))
+
+
+async def _reported(call: Call, done: Checkpoint) -> ClaimOutcome:
+    """The outcome for the kubelet, once the claim's device status says what was done."""
+    assert done.outcome is not None  # a completed record always has one
     new = status.entries(
         call.deps.driver,
         call.deps.node,
@@ -146,6 +159,11 @@ async def _outcome(call: Call, checkpoint: Checkpoint, revision: int) -> ClaimOu
 
 
 async def _read_claim(call: Call) -> ResourceClaim:
+    known = call.deps.known_claims
+    if known is not None:
+        claim = known.fresh(call.claim.namespace, call.claim.name, call.claim.uid)
+        if claim is not None:
+            return claim
     with tracer.start_as_current_span("read claim"):
         # An API server that never answers must not hold the claim past the kubelet's deadline.
         budget = call.hop()
@@ -240,6 +258,8 @@ def _link_publishes(published_in: Iterable[str]) -> None:
 async def _unprepare_one(call: Call) -> str:
     started = call.deps.clock.monotonic()
     async with call.deps.locks.hold(call.claim.uid):
+        if call.deps.known_claims is not None:
+            call.deps.known_claims.unprepared(call.claim.uid)
         try:
             found = await call.deps.checkpoints.get(call.key)
         except Exception as err:
@@ -247,7 +267,16 @@ async def _unprepare_one(call: Call) -> str:
         with _unprepare_span(call, found[0] if found else None) as span:
             try:
                 families: set[str] = set()
-                match machine.on_unprepare(None if found is None else found[0]):
+                recorded_now = None if found is None else found[0]
+                host_action = recorded_now is None or acts_on_host(call, recorded_now.plans)
+                match machine.on_unprepare(recorded_now, host_action=host_action):
+                    case machine.Forget(recorded):
+                        assert found is not None
+                        families = {d.family for d in recorded.devices}
+                        await forget(call, recorded, found[1])
+                        logger.info(
+                            "claim unprepared", extra={telemetry.ATTR_CLAIM_UID: call.claim.uid}
+                        )
                     case machine.Undo(recorded):
                         assert found is not None
                         families = {d.family for d in recorded.devices}
@@ -260,8 +289,8 @@ async def _unprepare_one(call: Call) -> str:
                         logger.info(
                             "claim unprepared", extra={telemetry.ATTR_CLAIM_UID: call.claim.uid}
                         )
-                    case machine.Nothing():
-                        pass
+                    case machine.Sweep():
+                        await sweep(call, None)
                 call.deps.metrics.unprepare_seconds.labels(family_label(families)).observe(
                     call.deps.clock.monotonic() - started
                 )

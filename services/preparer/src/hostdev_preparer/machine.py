@@ -4,17 +4,20 @@ Pure functions, no I/O. The handlers read the record, ask `on_prepare`/`on_unpre
 to do, `match` over the answer and do it; the actions (reserve, apply, write, undo) live in
 flow.py and record each step through `step_after`. The machine's table, state by event:
 
-| record (step, boot)         | prepare            | unprepare |
-|-----------------------------|--------------------|-----------|
-| none                        | Plan               | Nothing   |
-| preparing                   | Resume             | Undo      |
-| completed, this boot        | Answer (recorded)  | Undo      |
-| completed, an earlier boot  | Resume (redo)      | Undo      |
-| unpreparing                 | FinishUndo, Plan   | Undo      |
+| record (step, boot)         | prepare            | unprepare                        |
+|-----------------------------|--------------------|----------------------------------|
+| none                        | Plan               | Sweep                            |
+| preparing                   | Resume             | Undo                             |
+| completed, this boot        | Answer (recorded)  | Undo; Forget if no host action   |
+| completed, an earlier boot  | Resume (redo)      | Undo; Forget if no host action   |
+| unpreparing                 | FinishUndo, Plan   | Undo                             |
 
 Step transitions (`step_after`): none -planned-> preparing -completed-> completed;
 preparing | completed -undoing-> unpreparing -undone-> none (record deleted). A completed
-claim is completed again after a reboot. Anything else is a bug and raises.
+claim is completed again after a reboot. A claim with no host action (nothing on the host
+to restore: host paths, USB nodes) is written once each way: none -completed at once->
+completed (reserved and its specs written first), and completed -forgotten-> none (its spec
+and hold go after). Anything else is a bug and raises.
 """
 
 from __future__ import annotations
@@ -57,8 +60,10 @@ class FinishUndo:
 
 
 @dataclass(frozen=True, slots=True)
-class Nothing:
-    """Unprepare of a claim with no record: done already (or never prepared here)."""
+class Sweep:
+    """Unprepare of a claim with no record: done already, never prepared here, or a prepare
+    with no host action cut short before its one write. Its specs are removed and its holds
+    released by owner, which is nothing at all in the first two cases."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,8 +73,17 @@ class Undo:
     checkpoint: Checkpoint
 
 
+@dataclass(frozen=True, slots=True)
+class Forget:
+    """A completed claim with no host action: delete the record first (its one write), then
+    remove its spec and release its hold at once. A crash between leaves them with no
+    record, which the kubelet's retry sweeps (see Sweep)."""
+
+    checkpoint: Checkpoint
+
+
 PrepareAction = Plan | Answer | Resume | FinishUndo
-UnprepareAction = Nothing | Undo
+UnprepareAction = Sweep | Undo | Forget
 
 
 def completed_in_boot(checkpoint: Checkpoint, boot_id: str) -> bool:
@@ -102,9 +116,16 @@ def on_conflict(found: Checkpoint | None, boot_id: str) -> Answer:
     raise ClaimRejected("another preparer is preparing this claim; retry", ErrorCode.STALE)
 
 
-def on_unprepare(found: Checkpoint | None) -> UnprepareAction:
-    """What NodeUnprepareResources does for a claim: undo whatever its record holds."""
-    return Nothing() if found is None else Undo(found)
+def on_unprepare(found: Checkpoint | None, *, host_action: bool = True) -> UnprepareAction:
+    """What NodeUnprepareResources does for a claim: undo whatever its record holds.
+
+    `host_action`: whether any of the record's plans acted on the host (flow.acts_on_host).
+    """
+    if found is None:
+        return Sweep()
+    if found.step == ClaimStep.COMPLETED and not host_action:
+        return Forget(found)
+    return Undo(found)
 
 
 class Event(enum.StrEnum):
@@ -114,16 +135,21 @@ class Event(enum.StrEnum):
     COMPLETED = "completed"  # reserved, applied, specs written, outcome known
     UNDOING = "undoing"  # an undo starts (unprepare, or rollback of a failed prepare)
     UNDONE = "undone"  # everything undone; the record goes
+    # A claim with no host action, whose record is written once each way:
+    COMPLETED_AT_ONCE = "completed at once"  # reserved and specs written, nothing recorded yet
+    FORGOTTEN = "forgotten"  # completed; the record goes first, then its spec and hold
 
 
 _TRANSITIONS: dict[tuple[ClaimStep | None, Event], ClaimStep | None] = {
     (None, Event.PLANNED): ClaimStep.PREPARING,
+    (None, Event.COMPLETED_AT_ONCE): ClaimStep.COMPLETED,
     (ClaimStep.PREPARING, Event.COMPLETED): ClaimStep.COMPLETED,
     (ClaimStep.COMPLETED, Event.COMPLETED): ClaimStep.COMPLETED,  # redone after a reboot
     (ClaimStep.PREPARING, Event.UNDOING): ClaimStep.UNPREPARING,
     (ClaimStep.COMPLETED, Event.UNDOING): ClaimStep.UNPREPARING,
     (ClaimStep.UNPREPARING, Event.UNDOING): ClaimStep.UNPREPARING,
     (ClaimStep.UNPREPARING, Event.UNDONE): None,
+    (ClaimStep.COMPLETED, Event.FORGOTTEN): None,
 }
 
 

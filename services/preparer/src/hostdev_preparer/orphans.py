@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from hostdev_bus import KvStore
 from hostdev_events import dp, subjects
 from hostdev_events.alloc import Hold, Released, ReleaseDevices
+from hostdev_events.cdi import CdiSpecsRemoved, RemoveCdiSpecs
 from hostdev_events.claims import ClaimRef, UnprepareClaims
 from hostdev_events.state import Checkpoint, ClaimStep
 from hostdev_kube import KubeError, NotFound
@@ -253,11 +254,20 @@ class Orphans:
         )
 
     async def _release(self, owner: str) -> None:
+        """Remove the owner's specs and release its holds, unless it got a record meanwhile."""
         key = subjects.checkpoint_key(self.deps.node, owner)
         async with self.deps.locks.hold(owner):
             if await self.deps.checkpoints.get(key) is not None:
                 self._holds.pop(owner, None)  # a prepare recorded it meanwhile
                 return
+            # A prepare with no host action reserves and writes its specs before its one
+            # record: cut short there, it leaves both behind.
+            await self.deps.bus.request(
+                subjects.cdi_remove(self.deps.node),
+                RemoveCdiSpecs(owner=owner),
+                CdiSpecsRemoved,
+                UNPREPARE_TIMEOUT_MS / 1000,
+            )
             released = await self.deps.bus.request(
                 subjects.alloc_release(self.deps.node),
                 ReleaseDevices(owner=owner),

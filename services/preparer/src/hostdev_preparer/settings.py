@@ -30,6 +30,9 @@ class Settings(CommonSettings, frozen=True, kw_only=True):
                     gives a call 45 s and retries for 90 s, so the default is twice that.
     orphan_scan_seconds: how often checkpoints and holds are compared with the watched claims
                     (HOSTDEV_ORPHAN_SCAN_SECONDS); claims are watched, this reads only NATS KV.
+    claims_from_watch: whether a prepare reads its claim from the watched claims when they
+                    have it under the kubelet's UID, sparing a GET (HOSTDEV_CLAIMS_FROM_WATCH);
+                    a claim not seen yet, re-created or once unprepared is always read with a GET.
     """
 
     kube_api_url: str = ""
@@ -40,3 +43,4 @@ class Settings(CommonSettings, frozen=True, kw_only=True):
     orphan_grace_seconds: Annotated[float, msgspec.Meta(ge=0)] = 300.0
     stuck_preparing_seconds: Annotated[float, msgspec.Meta(ge=0)] = 180.0
     orphan_scan_seconds: Annotated[float, msgspec.Meta(gt=0)] = 30.0
+    claims_from_watch: bool = True
