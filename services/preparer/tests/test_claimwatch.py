@@ -102,6 +102,28 @@ def test_a_claim_allocated_here_is_served_whole_under_its_uid_and_name() -> None
     assert found.status.allocation.devices.results[0].device == "kvm"
 
 
+def test_a_claim_with_opaque_parameters_is_watched_and_served_with_them_intact() -> None:
+    """Opaque driver configs are raw JSON in the model; a watch event must still decode."""
+    parameters = {"apiVersion": "hostdev.k8s.io/v1alpha1", "kind": "Config", "vlan": 100}
+    config = [
+        {
+            "source": "FromClaim",
+            "requests": ["r"],
+            "opaque": {"driver": DRIVER, "parameters": parameters},
+        }
+    ]
+    allocation = _allocation()
+    allocation["devices"]["config"] = config
+    cache = ClaimCache(driver=DRIVER, node=NODE)
+    cache.apply(_event("ADDED", _claim("u1", allocation)))
+    found = cache.fresh("ns", "c", "u1")
+    assert found is not None
+    assert found.status.allocation is not None
+    opaque = found.status.allocation.devices.config[0].opaque
+    assert opaque is not None
+    assert msgspec.json.decode(opaque.parameters) == parameters
+
+
 @pytest.mark.parametrize(
     ("namespace", "name", "uid"),
     [("ns", "c", "u2"), ("ns", "other", "u1"), ("other", "c", "u1")],

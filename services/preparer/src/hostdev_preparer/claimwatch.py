@@ -164,7 +164,9 @@ class ClaimCache:
 
     def apply(self, event: WatchEvent) -> None:
         """One watch event; a bookmark only moves the resourceVersion on."""
-        claim = msgspec.convert(event.object, ResourceClaim)
+        # Through JSON, not msgspec.convert: a config's opaque parameters are kept as raw
+        # JSON (msgspec.Raw), which only a JSON decode can fill.
+        claim = msgspec.json.decode(msgspec.json.encode(event.object), type=ResourceClaim)
         if event.type in ("ADDED", "MODIFIED"):
             self._keep(claim)
         elif event.type == "DELETED":
