@@ -8,7 +8,7 @@ import logging
 import os
 import signal
 import uuid
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -137,6 +137,50 @@ def _encode_reply(route: Route[Any], reply: Message) -> bytes:
 
 # How long a stopping service lets requests in flight finish.
 DRAIN_SECONDS = 10.0
+# How long a request cancelled at stop may take to clean up (a prepare's rollback over the
+# bus takes milliseconds while the peers answer) before it is cancelled again.
+CLEANUP_SECONDS = 2.0
+# How often a task that still runs after its cancel is cancelled again, until it ends.
+RECANCEL_SECONDS = 0.1
+
+
+async def end_tasks(tasks: Iterable[asyncio.Task[Any]], cleanup: float = RECANCEL_SECONDS) -> None:
+    """Cancel `tasks` and return once every one of them has ended.
+
+    One cancel is not always enough. On Python 3.11, asyncio.wait_for (under nats-py's
+    request) returns the answer when the answer and the cancel arrive in the same turn of
+    the loop: the cancel is lost and the task carries on, into its next sleep, as if it had
+    never been asked to stop (CPython gh-86296). So a task still running `cleanup` seconds
+    after its cancel is cancelled again, and again every RECANCEL_SECONDS, until it ends. A
+    cleanup cut short this way (a rollback that needs the bus) leaves its checkpoint for the
+    next call or start to finish, as a SIGKILL would.
+    """
+    pending = {task for task in tasks if not task.done()}
+    for task in pending:
+        task.cancel()
+    wait, logged = cleanup, False
+    while pending:
+        _, pending = await asyncio.wait(pending, timeout=wait)
+        for task in pending:
+            task.cancel()
+        if pending and not logged:
+            logger.warning(
+                "tasks still running after they were cancelled; cancelling them again",
+                extra={"tasks": sorted(_where(task) for task in pending)},
+            )
+            logged = True
+        wait = RECANCEL_SECONDS
+
+
+def _where(task: asyncio.Task[Any]) -> str:
+    """The task's name and the line it waits at, for the log."""
+    frames = task.get_stack()
+    if not frames:
+        return task.get_name()
+    frame = frames[-1]
+    return (
+        f"{task.get_name()} at {frame.f_code.co_filename}:{frame.f_lineno} ({frame.f_code.co_name})"
+    )
 
 
 async def serve(
@@ -178,12 +222,11 @@ async def serve(
         _, late = await asyncio.wait(in_flight, timeout=DRAIN_SECONDS)
         # A handler still waiting after the drain window (on a peer that is gone, say) is
         # cancelled: the requester retries, and a service that never stops is worse.
-        for task in late:
-            task.cancel()
         if late:
             logger.warning(
                 "requests still in flight at stop were cancelled", extra={"count": len(late)}
             )
+            await end_tasks(late, cleanup=CLEANUP_SECONDS)
 
 
 def _instance_id() -> str:
@@ -227,10 +270,13 @@ async def run_service(
             if stopping is None:
                 for sig in (signal.SIGTERM, signal.SIGINT):
                     loop.add_signal_handler(sig, ctx.stopping.set)
-            routes = await app(ctx)
-            await serve(ctx, routes)
-            for task in ctx.background:
-                task.cancel()
+            try:
+                routes = await app(ctx)
+                await serve(ctx, routes)
+            finally:
+                # Every task the app started ends before the service does (the task group
+                # would otherwise wait for it, and the service never stop).
+                await end_tasks(ctx.background)
     finally:
         with contextlib.suppress(Exception):
             await nc.drain()
