@@ -142,6 +142,8 @@ DRAIN_SECONDS = 10.0
 CLEANUP_SECONDS = 2.0
 # How often a task that still runs after its cancel is cancelled again, until it ends.
 RECANCEL_SECONDS = 0.1
+# A task still running this long after that is named in a warning.
+STUCK_SECONDS = 5.0
 
 
 async def end_tasks(tasks: Iterable[asyncio.Task[Any]], cleanup: float = RECANCEL_SECONDS) -> None:
@@ -158,17 +160,21 @@ async def end_tasks(tasks: Iterable[asyncio.Task[Any]], cleanup: float = RECANCE
     pending = {task for task in tasks if not task.done()}
     for task in pending:
         task.cancel()
-    wait, logged = cleanup, False
+    wait, rounds, stuck = cleanup, 0, max(2, round(STUCK_SECONDS / RECANCEL_SECONDS))
     while pending:
         _, pending = await asyncio.wait(pending, timeout=wait)
         for task in pending:
             task.cancel()
-        if pending and not logged:
-            logger.warning(
-                "tasks still running after they were cancelled; cancelling them again",
-                extra={"tasks": sorted(_where(task) for task in pending)},
-            )
-            logged = True
+        if pending:
+            rounds += 1
+            # Expected now and then (the lost cancel above); a task that does not end
+            # however often it is cancelled is a bug, and keeps the service from stopping.
+            if rounds in (1, stuck):
+                logger.log(
+                    logging.INFO if rounds == 1 else logging.WARNING,
+                    "tasks still running after they were cancelled; cancelling them again",
+                    extra={"tasks": sorted(_where(task) for task in pending)},
+                )
         wait = RECANCEL_SECONDS
 
 
