@@ -93,12 +93,13 @@ async def _stop_within(service: asyncio.Task[None], seconds: float) -> None:
 
 
 async def test_a_background_request_answered_in_the_turn_of_the_stop_does_not_keep_the_service(
-    nats_url: str,
+    nats_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The preparer's orphan check, cut down: a request (nats-py waits with asyncio.wait_for)
     whose answer arrives in the same turn of the loop as the stop's cancel. On Python 3.11
     wait_for returns the answer and the cancel is lost; the loop goes on to sleep until its
     next check, and a runner that cancels once waits for it for good."""
+    monkeypatch.setattr(runner, "CLEANUP_SECONDS", 0.1)
     node = "stop-test-lost-cancel"
     answer: asyncio.Future[str] = asyncio.get_running_loop().create_future()
     asking, answered = asyncio.Event(), asyncio.Event()
@@ -135,10 +136,11 @@ async def test_a_background_request_answered_in_the_turn_of_the_stop_does_not_ke
 
 
 async def test_a_background_task_that_carries_on_after_its_cancel_is_cancelled_until_it_ends(
-    nats_url: str,
+    nats_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Whatever loses the first cancel (a library, a broad except), the runner cancels again:
     every task a service starts ends when the service stops."""
+    monkeypatch.setattr(runner, "CLEANUP_SECONDS", 0.1)
     node = "stop-test-carries-on"
     cancels = 0
     waiting = asyncio.Event()

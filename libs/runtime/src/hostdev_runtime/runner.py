@@ -137,8 +137,8 @@ def _encode_reply(route: Route[Any], reply: Message) -> bytes:
 
 # How long a stopping service lets requests in flight finish.
 DRAIN_SECONDS = 10.0
-# How long a request cancelled at stop may take to clean up (a prepare's rollback over the
-# bus takes milliseconds while the peers answer) before it is cancelled again.
+# How long a task cancelled at stop may take to clean up (a prepare's rollback over the bus,
+# the gateway's sockets: milliseconds while the peers answer) before it is cancelled again.
 CLEANUP_SECONDS = 2.0
 # How often a task that still runs after its cancel is cancelled again, until it ends.
 RECANCEL_SECONDS = 0.1
@@ -146,21 +146,22 @@ RECANCEL_SECONDS = 0.1
 STUCK_SECONDS = 5.0
 
 
-async def end_tasks(tasks: Iterable[asyncio.Task[Any]], cleanup: float = RECANCEL_SECONDS) -> None:
+async def end_tasks(tasks: Iterable[asyncio.Task[Any]]) -> None:
     """Cancel `tasks` and return once every one of them has ended.
 
     One cancel is not always enough. On Python 3.11, asyncio.wait_for (under nats-py's
     request) returns the answer when the answer and the cancel arrive in the same turn of
     the loop: the cancel is lost and the task carries on, into its next sleep, as if it had
-    never been asked to stop (CPython gh-86296). So a task still running `cleanup` seconds
+    never been asked to stop (CPython gh-86296). So a task still running CLEANUP_SECONDS
     after its cancel is cancelled again, and again every RECANCEL_SECONDS, until it ends. A
     cleanup cut short this way (a rollback that needs the bus) leaves its checkpoint for the
-    next call or start to finish, as a SIGKILL would.
+    next call or start to finish, as a SIGKILL would. A loop should also look at
+    ctx.stopping before it sleeps, so that a lost cancel does not cost the wait.
     """
     pending = {task for task in tasks if not task.done()}
     for task in pending:
         task.cancel()
-    wait, rounds, stuck = cleanup, 0, max(2, round(STUCK_SECONDS / RECANCEL_SECONDS))
+    wait, rounds, stuck = CLEANUP_SECONDS, 0, max(2, round(STUCK_SECONDS / RECANCEL_SECONDS))
     while pending:
         _, pending = await asyncio.wait(pending, timeout=wait)
         for task in pending:
@@ -232,7 +233,7 @@ async def serve(
             logger.warning(
                 "requests still in flight at stop were cancelled", extra={"count": len(late)}
             )
-            await end_tasks(late, cleanup=CLEANUP_SECONDS)
+            await end_tasks(late)
 
 
 def _instance_id() -> str:
