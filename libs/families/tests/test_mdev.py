@@ -128,3 +128,74 @@ def test_configuration_for_an_mdev_is_refused(sample: SampleHost) -> None:
     with pytest.raises(FamilyError, match="takes no configuration"):
         family.plan(_of_type(family, V5_8)[0], "claim-1", {"profile": "big"})
     assert kernel.writes == []
+
+
+class _ChangesWhileRescanning(HostRoot):
+    """A host where, right after the rescan reads `attribute`, the kernel takes the next of
+    `changes` (our own prepare or unprepare, in its thread): after that read and before the
+    rescan lists the type's devices."""
+
+    def __init__(self, root: Path, attribute: str, changes: list[tuple[str, str]]) -> None:
+        super().__init__(root)
+        self.kernel = FakeKernel(root)
+        self.attribute, self.changes = attribute, changes
+
+    def read_text(self, host_path: str) -> str:
+        value = super().read_text(host_path)
+        if host_path == self.attribute and self.changes:
+            self.kernel.write(*self.changes.pop(0))
+        return value
+
+
+def _rescanning(
+    sample: SampleHost, mdev_type: str, changes: list[str]
+) -> tuple[MdevFamily, _ChangesWhileRescanning]:
+    """A family over a host where each write of `changes` (a create with a UUID, or a
+    remove) lands between the two reads of `mdev_type`'s counts."""
+    path = f"/sys/class/mdev_bus/{sample.igpu}/mdev_supported_types/{mdev_type}"
+    writes = [
+        (f"/sys/bus/mdev/devices/{c.removeprefix('remove:')}/remove", "1")
+        if c.startswith("remove:")
+        else (f"{path}/create", c)
+        for c in changes
+    ]
+    root = _ChangesWhileRescanning(sample.root, f"{path}/available_instances", writes)
+    return MdevFamily(root, root.kernel, (MdevSelector(parent=sample.igpu),)), root
+
+
+def test_an_instance_created_between_the_reads_of_a_rescan_does_not_change_the_capacity(
+    sample: SampleHost,
+) -> None:
+    """available_instances read before the create, the devices listed after it: counted
+    in both, the type would be published with three slots; the survey reads again."""
+    family, root = _rescanning(sample, V5_4, ["4b20d080-1b54-4048-85b3-a6a62d165c01"])
+    v54 = _of_type(family, V5_4)
+    assert root.changes == []  # the create did land between the two reads
+    assert len(_instances(sample)) == 1
+    assert len(v54) == sample.mdev_types[V5_4] == 2
+    assert v54[0].consumes[0].capacity == 4
+
+
+def test_an_instance_removed_between_the_reads_of_a_rescan_does_not_change_the_capacity(
+    sample: SampleHost,
+) -> None:
+    """The other way round: read before the remove, listed after it, counted in neither,
+    and the type would be published with one slot."""
+    prepared = _family(sample, FakeKernel(sample.root))
+    prepared.apply(prepared.plan(_of_type(prepared, V5_4)[0], "claim-1", {}))
+    (instance,) = _instances(sample)
+    family, root = _rescanning(sample, V5_4, [f"remove:{instance}"])
+    assert len(_of_type(family, V5_4)) == 2
+    assert root.changes == []
+    assert _instances(sample) == []
+
+
+def test_a_type_that_changes_at_every_read_is_published_with_its_most_cautious_count(
+    sample: SampleHost,
+) -> None:
+    """A create lands after every read but the last: no two reads agree, and after a
+    bounded number of them the smallest maximum seen is taken, never one too many."""
+    uuids = [f"4b20d080-1b54-4048-85b3-a6a62d165c1{n}" for n in range(4)]
+    family, root = _rescanning(sample, V5_8, uuids)
+    assert len(_of_type(family, V5_8)) == sample.mdev_types[V5_8] == 4
+    assert root.changes == []

@@ -14,7 +14,7 @@ import fnmatch
 import math
 import os
 import uuid as uuidlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,6 +59,10 @@ class MdevType:
         return self.available + self.existing
 
 
+# Reads of a type's counts before the most cautious one seen is taken (see _counts).
+COUNT_READS = 5
+
+
 def _types(root: HostRoot, parent: str) -> list[MdevType]:
     base = f"{MDEV_BUS}/{parent}/mdev_supported_types"
     found = []
@@ -71,16 +75,35 @@ def _types(root: HostRoot, parent: str) -> list[MdevType]:
             except OSError:
                 return default
 
-        devices = real / type_id / "devices"
+        def count(type_id: str = type_id) -> tuple[int, int]:
+            devices = real / type_id / "devices"
+            available = int(read("available_instances", "0") or 0)
+            return available, len(os.listdir(devices)) if devices.is_dir() else 0
+
+        available, existing = _counts(count)
         found.append(
             MdevType(
-                type_id=type_id,
-                name=read("name", type_id),
-                available=int(read("available_instances", "0") or 0),
-                existing=len(os.listdir(devices)) if devices.is_dir() else 0,
+                type_id=type_id, name=read("name", type_id), available=available, existing=existing
             )
         )
     return found
+
+
+def _counts(count: Callable[[], tuple[int, int]]) -> tuple[int, int]:
+    """A type's (available, existing) as two reads in a row agree on them.
+
+    They are two reads of sysfs: an instance created or removed between them (our own
+    prepare during a rescan) is counted in both or in neither, and the type's maximum would
+    be one off until the next scan. While the type keeps changing, the read with the
+    smallest maximum is taken: a capacity short for one scan costs less than one the parent
+    cannot hold.
+    """
+    seen = [count()]
+    while len(seen) < COUNT_READS:
+        seen.append(count())
+        if seen[-1] == seen[-2]:
+            return seen[-1]
+    return min(seen, key=sum)
 
 
 class MdevFamily:

@@ -26,6 +26,7 @@ from hostdev_families.base import (
     check_config,
     own_plan,
 )
+from hostdev_families.clock import SYSTEM_CLOCK, ThreadClock
 from hostdev_families.errors import FamilyError, HostRefused
 from hostdev_families.pcihealth import discovered_driver, function_health
 from hostdev_sysfs import (
@@ -55,11 +56,17 @@ class PciFamily:
     blocking = True
 
     def __init__(
-        self, root: HostRoot, writer: SysfsWriter, selectors: tuple[PciSelector, ...]
+        self,
+        root: HostRoot,
+        writer: SysfsWriter,
+        selectors: tuple[PciSelector, ...],
+        *,
+        clock: ThreadClock = SYSTEM_CLOCK,
     ) -> None:
         self.root = root
         self.writer = writer
         self.selectors = selectors
+        self.clock = clock
 
     def _matching(self, function: PciFunction) -> list[PciSelector]:
         return [
@@ -163,7 +170,7 @@ class PciFamily:
 
     def apply(self, plan: AnyPlan) -> AnyPlan:
         own = own_plan(plan, PciPlan)
-        apply_group(self.root, self.writer, own.device, own.group, own.members)
+        apply_group(self.root, self.writer, own.device, own.group, own.members, self.clock)
         return own
 
     def unprepare(self, plan: AnyPlan) -> None:
@@ -263,6 +270,7 @@ def apply_group(
     device: str,
     group: int,
     members: Sequence[FunctionDriver],
+    clock: ThreadClock = SYSTEM_CLOCK,
 ) -> None:
     """Bind every member to vfio-pci; if the kernel refuses one, put them all back.
 
@@ -275,7 +283,7 @@ def apply_group(
         for member in members:
             touched.append(member)
             vfio.bind_vfio(root, writer, device, member.address)
-        vfio.wait_for_group_node(root, device, group)
+        vfio.wait_for_group_node(root, device, group, clock)
     except HostRefused as err:
         failures = _restore(root, writer, device, touched)
         if failures:

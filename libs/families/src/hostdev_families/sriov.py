@@ -27,6 +27,7 @@ from hostdev_families.base import (
     check_config,
     own_plan,
 )
+from hostdev_families.clock import SYSTEM_CLOCK, ThreadClock
 from hostdev_families.errors import FamilyError, HostRefused
 from hostdev_families.netlink import VfNetlink, VfSettings
 from hostdev_families.pcihealth import discovered_driver, vf_health
@@ -55,11 +56,14 @@ class SriovFamily:
         writer: SysfsWriter,
         netlink: VfNetlink,
         selectors: tuple[SriovSelector, ...],
+        *,
+        clock: ThreadClock = SYSTEM_CLOCK,
     ) -> None:
         self.root = root
         self.writer = writer
         self.netlink = netlink
         self.selectors = selectors
+        self.clock = clock
 
     def _selector(self, pf: PciFunction) -> SriovSelector | None:
         for s in self.selectors:
@@ -206,7 +210,7 @@ class SriovFamily:
         vf = own_plan(plan, SriovPlan)
         if vf.mode == "vfio":
             assert vf.group is not None  # plan refuses vfio mode without a group
-            pci.apply_group(self.root, self.writer, vf.device, vf.group, vf.members)
+            pci.apply_group(self.root, self.writer, vf.device, vf.group, vf.members, self.clock)
         else:
             try:
                 vf = self._to_netdevice(vf)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import errno
-import time
 
+from hostdev_families.clock import SYSTEM_CLOCK, ThreadClock
 from hostdev_families.errors import HostRefused
 from hostdev_sysfs import HostRoot, SysfsWriter, read_function
 
@@ -12,6 +12,7 @@ VFIO_DRIVER = "vfio-pci"
 DEV_VFIO = "/dev/vfio"
 # udev creates /dev/vfio/<group> after the bind returns; real hosts take milliseconds.
 NODE_WAIT_SECONDS = 5.0
+NODE_POLL_SECONDS = 0.01
 
 
 def _explain(err: OSError) -> str:
@@ -81,10 +82,12 @@ def release_to_host(root: HostRoot, writer: SysfsWriter, device: str, address: s
     _write(writer, device, "/sys/bus/pci/drivers_probe", address)
 
 
-def wait_for_group_node(root: HostRoot, device: str, group: int) -> None:
+def wait_for_group_node(
+    root: HostRoot, device: str, group: int, clock: ThreadClock = SYSTEM_CLOCK
+) -> None:
     """Wait until /dev/vfio/<group> exists: the container runtime stats it."""
-    deadline = time.monotonic() + NODE_WAIT_SECONDS
+    deadline = clock.monotonic() + NODE_WAIT_SECONDS
     while not root.exists(f"{DEV_VFIO}/{group}"):
-        if time.monotonic() > deadline:
+        if clock.monotonic() > deadline:
             raise HostRefused(device, f"{DEV_VFIO}/{group} did not appear after binding")
-        time.sleep(0.01)
+        clock.sleep(NODE_POLL_SECONDS)

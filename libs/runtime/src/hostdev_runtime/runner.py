@@ -8,7 +8,7 @@ import logging
 import os
 import signal
 import uuid
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -166,6 +166,57 @@ def _fit(route: Route[Any], reply: Message, payload: bytes, max_payload: int) ->
 
 # How long a stopping service lets requests in flight finish.
 DRAIN_SECONDS = 10.0
+# How long a task cancelled at stop may take to clean up (a prepare's rollback over the bus,
+# the gateway's sockets: milliseconds while the peers answer) before it is cancelled again.
+CLEANUP_SECONDS = 2.0
+# How often a task that still runs after its cancel is cancelled again, until it ends.
+RECANCEL_SECONDS = 0.1
+# A task still running this long after that is named in a warning.
+STUCK_SECONDS = 5.0
+
+
+async def end_tasks(tasks: Iterable[asyncio.Task[Any]]) -> None:
+    """Cancel `tasks` and return once every one of them has ended.
+
+    One cancel is not always enough. On Python 3.11, asyncio.wait_for (under nats-py's
+    request) returns the answer when the answer and the cancel arrive in the same turn of
+    the loop: the cancel is lost and the task carries on, into its next sleep, as if it had
+    never been asked to stop (CPython gh-86296). So a task still running CLEANUP_SECONDS
+    after its cancel is cancelled again, and again every RECANCEL_SECONDS, until it ends. A
+    cleanup cut short this way (a rollback that needs the bus) leaves its checkpoint for the
+    next call or start to finish, as a SIGKILL would. A loop should also look at
+    ctx.stopping before it sleeps, so that a lost cancel does not cost the wait.
+    """
+    pending = {task for task in tasks if not task.done()}
+    for task in pending:
+        task.cancel()
+    wait, rounds, stuck = CLEANUP_SECONDS, 0, max(2, round(STUCK_SECONDS / RECANCEL_SECONDS))
+    while pending:
+        _, pending = await asyncio.wait(pending, timeout=wait)
+        for task in pending:
+            task.cancel()
+        if pending:
+            rounds += 1
+            # Expected now and then (the lost cancel above); a task that does not end
+            # however often it is cancelled is a bug, and keeps the service from stopping.
+            if rounds in (1, stuck):
+                logger.log(
+                    logging.INFO if rounds == 1 else logging.WARNING,
+                    "tasks still running after they were cancelled; cancelling them again",
+                    extra={"tasks": sorted(_where(task) for task in pending)},
+                )
+        wait = RECANCEL_SECONDS
+
+
+def _where(task: asyncio.Task[Any]) -> str:
+    """The task's name and the line it waits at, for the log."""
+    frames = task.get_stack()
+    if not frames:
+        return task.get_name()
+    frame = frames[-1]
+    return (
+        f"{task.get_name()} at {frame.f_code.co_filename}:{frame.f_lineno} ({frame.f_code.co_name})"
+    )
 
 
 async def serve(
@@ -207,12 +258,11 @@ async def serve(
         _, late = await asyncio.wait(in_flight, timeout=DRAIN_SECONDS)
         # A handler still waiting after the drain window (on a peer that is gone, say) is
         # cancelled: the requester retries, and a service that never stops is worse.
-        for task in late:
-            task.cancel()
         if late:
             logger.warning(
                 "requests still in flight at stop were cancelled", extra={"count": len(late)}
             )
+            await end_tasks(late)
 
 
 def _instance_id() -> str:
@@ -256,10 +306,13 @@ async def run_service(
             if stopping is None:
                 for sig in (signal.SIGTERM, signal.SIGINT):
                     loop.add_signal_handler(sig, ctx.stopping.set)
-            routes = await app(ctx)
-            await serve(ctx, routes)
-            for task in ctx.background:
-                task.cancel()
+            try:
+                routes = await app(ctx)
+                await serve(ctx, routes)
+            finally:
+                # Every task the app started ends before the service does (the task group
+                # would otherwise wait for it, and the service never stop).
+                await end_tasks(ctx.background)
     finally:
         with contextlib.suppress(Exception):
             await nc.drain()

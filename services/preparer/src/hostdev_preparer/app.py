@@ -154,4 +154,4 @@ async def _watch_for_orphans(
         metrics=OrphanMetrics(ctx.metrics.registry),
     )
     ctx.spawn(follow(cache, kube, deps.clock))
-    ctx.spawn(orphans.run())
+    ctx.spawn(orphans.run(ctx.stopping))

@@ -10,6 +10,7 @@ kubelet's NodeUnprepareResources takes (per-claim lock, revision-checked undo).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass, field
 
@@ -94,8 +95,8 @@ class Orphans:
     _claims: dict[str, _Suspect] = field(default_factory=dict)
     _holds: dict[str, _Suspect] = field(default_factory=dict)
 
-    async def run(self) -> None:
-        """Check now, then every scan period.
+    async def run(self, stopping: asyncio.Event) -> None:
+        """Check now, then every scan period, until the service stops.
 
         Watch events only update the view: a check reads every checkpoint and hold, and
         claims change all over a cluster, while nothing here is due before its grace period.
@@ -106,6 +107,10 @@ class Orphans:
             except Exception:
                 # One failed check (NATS away, say) must not end the checks for good.
                 logger.exception("orphan check failed; trying again at the next one")
+            if stopping.is_set():
+                # The stop's cancel can be lost in a NATS request of the check (see
+                # hostdev_runtime.runner.end_tasks): end here rather than sleep on.
+                return
             await self.deps.clock.sleep(self.timings.scan)
 
     async def check(self) -> None:
