@@ -163,18 +163,7 @@ async def complete(
     with_metadata = metadata
     try:
         if all(p.final_edits for p in checkpoint.plans):
-            # Both must have finished before a rollback: a write still under way would put
-            # back the spec the rollback removed.
-            writing, reserving = await asyncio.gather(
-                _write_specs(call, checkpoint, list(checkpoint.plans), with_metadata),
-                _reserve_and_apply(call, checkpoint),
-                return_exceptions=True,
-            )
-            if isinstance(reserving, BaseException):
-                raise reserving
-            if isinstance(writing, BaseException):
-                raise writing
-            written, applied = writing, reserving
+            written, applied = await _write_while_reserving(call, checkpoint, with_metadata)
         else:
             applied = await _reserve_and_apply(call, checkpoint)
             written = await _write_specs(call, checkpoint, applied, with_metadata)
@@ -225,20 +214,11 @@ async def complete_at_once(call: Call, planned: Checkpoint) -> Checkpoint:
     """
     uid = call.claim.uid
     try:
-        writing, reserving = await asyncio.gather(
-            _write_specs(call, planned, list(planned.plans), True),
-            _reserve_and_apply(call, planned),
-            return_exceptions=True,
-        )
-        if isinstance(reserving, BaseException):
-            raise reserving
-        if isinstance(writing, BaseException):
-            raise writing
-        spec, items = writing
+        (spec, items), applied = await _write_while_reserving(call, planned, True)
         done = msgspec.structs.replace(
             planned,
             step=machine.step_kept(None, machine.Event.COMPLETED_AT_ONCE),
-            plans=tuple(reserving),
+            plans=tuple(applied),
             outcome=reply.outcome(
                 call.deps.driver, uid, planned.devices, spec, frozenset(i.request for i in items)
             ),
@@ -270,6 +250,26 @@ async def sweep(call: Call, checkpoint: Checkpoint | None) -> None:
     """Remove the claim's specs and release its holds (every hold of the owner when no
     record says which), for a claim no checkpoint records and no host action touched."""
     await asyncio.gather(_remove_specs(call), _release(call, checkpoint))
+
+
+async def _write_while_reserving(
+    call: Call, checkpoint: Checkpoint, with_metadata: bool
+) -> tuple[tuple[Spec | None, tuple[RequestMetadata, ...]], list[AnyPlan]]:
+    """The specs written and the devices reserved at once, for plans whose edits are final.
+
+    Both must have finished before the caller rolls back: a write still under way would put
+    back the spec the rollback removed. The reserve's failure is raised first.
+    """
+    writing, reserving = await asyncio.gather(
+        _write_specs(call, checkpoint, list(checkpoint.plans), with_metadata),
+        _reserve_and_apply(call, checkpoint),
+        return_exceptions=True,
+    )
+    if isinstance(reserving, BaseException):
+        raise reserving
+    if isinstance(writing, BaseException):
+        raise writing
+    return writing, reserving
 
 
 async def _reserve_and_apply(call: Call, checkpoint: Checkpoint) -> list[AnyPlan]:
