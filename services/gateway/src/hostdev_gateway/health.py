@@ -21,7 +21,6 @@ from hostdev_kubelet_pb.dra_health.v1alpha1 import api_pb2 as pb
 from hostdev_kubelet_pb.dra_health.v1alpha1 import api_pb2_grpc as pb_grpc
 from hostdev_runtime.clock import Clock, SystemClock
 
-TOKEN = "v1alpha1.DRAResourceHealth"
 GONE = "device is gone from the host"
 
 
