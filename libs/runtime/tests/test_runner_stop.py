@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from typing import Any
 
 import nats
@@ -81,6 +82,25 @@ async def _wait_ready(client: NatsClient, node: str) -> asyncio.Future[None]:
     return ready
 
 
+@asynccontextmanager
+async def _serving(
+    nats_url: str, node: str, app: Any
+) -> AsyncIterator[tuple[NatsClient, asyncio.Event, asyncio.Task[None]]]:
+    """A service on `node` started and announced ready; yields a client, its stop event and
+    its task. The client is closed on the way out, whatever happened to the service."""
+    client = await nats.connect(nats_url)
+    try:
+        ready = await _wait_ready(client, node)
+        stopping = asyncio.Event()
+        settings = CommonSettings(node_name=node, nats_url=nats_url)
+        service = asyncio.create_task(run_service("stop-test", settings, app, stopping))
+        async with asyncio.timeout(10):
+            await ready
+        yield client, stopping, service
+    finally:
+        await client.close()
+
+
 async def _stop_within(service: asyncio.Task[None], seconds: float) -> None:
     """Await the stopped service; a service still running after `seconds` fails the test."""
     try:
@@ -115,22 +135,14 @@ async def test_a_background_request_answered_in_the_turn_of_the_stop_does_not_ke
         ctx.spawn(orphan_checks())
         return ()
 
-    client = await nats.connect(nats_url)
-    try:
-        ready = await _wait_ready(client, node)
-        stopping = asyncio.Event()
-        settings = CommonSettings(node_name=node, nats_url=nats_url)
-        service = asyncio.create_task(run_service("stop-test", settings, app, stopping))
+    async with _serving(nats_url, node, app) as (_, stopping, service):
         async with asyncio.timeout(10):
-            await ready
             await asking.wait()
         # One turn: the runner wakes for the stop and cancels the check while the answer is
         # already in, before wait_for has seen it.
         stopping.set()
         answer.set_result("keys")
         await _stop_within(service, 5)
-    finally:
-        await client.close()
     if sys.version_info < (3, 12):  # later versions no longer lose this cancel
         assert answered.is_set(), "the interleaving this test drives did not happen"
 
@@ -161,19 +173,11 @@ async def test_a_background_task_that_carries_on_after_its_cancel_is_cancelled_u
         ctx.spawn(stubborn())
         return ()
 
-    client = await nats.connect(nats_url)
-    try:
-        ready = await _wait_ready(client, node)
-        stopping = asyncio.Event()
-        settings = CommonSettings(node_name=node, nats_url=nats_url)
-        service = asyncio.create_task(run_service("stop-test", settings, app, stopping))
+    async with _serving(nats_url, node, app) as (_, stopping, service):
         async with asyncio.timeout(10):
-            await ready
             await waiting.wait()
         stopping.set()
         await _stop_within(service, 5)
-    finally:
-        await client.close()
     assert cancels == 2
 
 
@@ -205,14 +209,7 @@ async def test_a_cleanup_after_the_drain_cancel_that_waits_for_the_bus_is_cut_sh
     async def app(_: ServiceContext) -> Sequence[Route[Any]]:
         return (Route(subjects.inventory_get(node), GetInventory, prepare),)
 
-    client = await nats.connect(nats_url)
-    try:
-        ready = await _wait_ready(client, node)
-        stopping = asyncio.Event()
-        settings = CommonSettings(node_name=node, nats_url=nats_url)
-        service = asyncio.create_task(run_service("stop-test", settings, app, stopping))
-        async with asyncio.timeout(10):
-            await ready
+    async with _serving(nats_url, node, app) as (client, stopping, service):
         asked = asyncio.ensure_future(
             client.request(subjects.inventory_get(node), b'{"type":"inventory.get.v1"}', timeout=5)
         )
@@ -222,7 +219,5 @@ async def test_a_cleanup_after_the_drain_cancel_that_waits_for_the_bus_is_cut_sh
         await _stop_within(service, 5)
         asked.cancel()
         await asyncio.wait({asked})
-    finally:
-        await client.close()
     assert rolling_back.is_set()
     assert rollback_cut.is_set()
