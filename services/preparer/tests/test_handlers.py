@@ -15,7 +15,7 @@ import msgspec
 import pytest
 from prometheus_client import CollectorRegistry
 
-from hostdev_bus import KeyExists, MemoryKv
+from hostdev_bus import KeyExists, MemoryKv, Unavailable
 from hostdev_events import subjects
 from hostdev_events.alloc import Released, ReleaseDevices, Reserved, ReserveDevices
 from hostdev_events.base import ErrorCode
@@ -318,3 +318,68 @@ async def test_unprepare_undoes_the_record_and_an_unknown_claim_succeeds(node: N
     assert set(node.bus.subjects()) == {REMOVE, RELEASE}
     (release,) = [m for s, m in node.bus.requests if s == RELEASE]
     assert release == ReleaseDevices(owner=CLAIM.uid, devices=None)
+
+
+class FailingDeletes(MemoryKv[Checkpoint]):
+    """Checkpoints whose deletes fail while `failing` is set (NATS away, say)."""
+
+    failing = True
+
+    async def delete(self, key: str, last: int | None = None) -> None:
+        if self.failing:
+            raise Unavailable(key, "no connection to NATS")
+        await super().delete(key, last)
+
+
+async def test_record_written_at_once_is_redone_by_a_process_that_did_not_see_it_through(
+    node: Node,
+) -> None:
+    """A host path's one record is written while its spec and hold are: another process
+    (here: one started afresh, after a crash say) cannot know both landed, so it reserves
+    and writes again from the record before giving the recorded answer."""
+    first = await _prepare(node)
+    node.deps = dataclasses.replace(node.deps, settled=set())
+    node.bus.requests.clear()
+    node.claims.claims.clear()  # from the record, not from the API
+    assert await _prepare(node) == first
+    assert set(node.bus.subjects()) == {RESERVE, WRITE}
+    node.bus.requests.clear()
+    assert await _prepare(node) == first  # seen through now: answered as it stands
+    assert node.bus.requests == []
+
+
+async def test_record_left_by_a_failed_rollback_is_redone_before_it_is_answered(
+    node: Node,
+) -> None:
+    """A refused reservation whose record cannot be removed leaves a completed record with
+    no hold behind it: the next prepare does not answer it but reserves again."""
+    store = FailingDeletes()
+    node.deps = dataclasses.replace(node.deps, checkpoints=store)
+    node.checkpoints = store
+    node.reserve_refusal = "kvm is held by uid-0"
+    assert (await _prepare(node)).error == "kvm is held by uid-0"
+    assert await node.record() is not None
+    node.reserve_refusal = ""
+    node.bus.requests.clear()
+    outcome = await _prepare(node)
+    assert not outcome.error
+    assert set(node.bus.subjects()) == {RESERVE, WRITE}
+
+
+async def test_unprepare_cut_short_leaves_a_record_the_next_prepare_redoes(node: Node) -> None:
+    """A host path's unprepare removes its record, spec and hold at once: when the record
+    stays (its delete failed) and the others went, the unprepare fails, and a prepare
+    then redoes the spec and the hold rather than answering a record with nothing behind."""
+    store = FailingDeletes()
+    store.failing = False
+    node.deps = dataclasses.replace(node.deps, checkpoints=store)
+    node.checkpoints = store
+    first = await _prepare(node)
+    store.failing = True
+    call = UnprepareClaims(claims=(CLAIM,), timeout_ms=10_000)
+    (error,) = (await handlers.on_unprepare(call, node.deps)).errors.values()
+    assert "no connection to NATS" in error
+    assert set(node.bus.subjects()) >= {REMOVE, RELEASE}
+    node.bus.requests.clear()
+    assert await _prepare(node) == first
+    assert set(node.bus.subjects()) == {RESERVE, WRITE}

@@ -53,6 +53,14 @@ def test_prepare_decision_by_step_boot_and_outcome(
         assert decision.checkpoint == found
 
 
+def test_completed_record_not_trusted_is_carried_out_again_not_answered() -> None:
+    """A record written while its spec and hold were (no host action), and not seen through
+    by this process, is a plan to carry out again, whatever the boot."""
+    found = _record(ClaimStep.COMPLETED, BOOT, OUTCOME)
+    assert machine.on_prepare(found, BOOT, trusted=False) == machine.Resume(found)
+    assert machine.on_prepare(found, BOOT, trusted=True) == machine.Answer(OUTCOME)
+
+
 def test_node_without_a_boot_id_answers_every_completed_record() -> None:
     """An unknown boot of the node counts as the one the record was made in."""
     assert isinstance(machine.on_prepare(_record(ClaimStep.COMPLETED, EARLIER), ""), machine.Answer)

@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 import msgspec
 from opentelemetry import trace
 
-from hostdev_bus import Bus, KvStore
+from hostdev_bus import Bus, KeyExists, KvStore
 from hostdev_cdi import Spec
 from hostdev_events import subjects
 from hostdev_events.alloc import (
@@ -94,6 +94,11 @@ class Deps:
     metadata_families: frozenset[str] | None = None  # None: every family
     boot_id: str = ""
     known_claims: KnownClaims | None = None  # None: every prepare GETs its claim
+    # Claims this process has seen fully prepared (record, spec and hold all in place). A
+    # claim with no host action writes its record while its spec and hold are still being
+    # written (complete_at_once), so only these records are answered as they stand; a claim
+    # leaves the set when an unprepare starts. Bounded by the claims prepared here.
+    settled: set[str] = field(default_factory=set)
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,6 +194,18 @@ async def complete(
     return done
 
 
+def trusted(call: Call, checkpoint: Checkpoint) -> bool:
+    """Whether a completed record can be answered as it stands: written after its work (a
+    host action), or seen through by this process (see Deps.settled). A family no longer
+    enabled counts as a host action: the record is answered as before."""
+    if call.claim.uid in call.deps.settled:
+        return True
+    try:
+        return acts_on_host(call, checkpoint.plans)
+    except ClaimRejected:
+        return True
+
+
 def acts_on_host(call: Call, plans: Iterable[AnyPlan]) -> bool:
     """Whether any plan changes the host (binds a driver, creates an mdev, sets a VF),
     learns its edits only once applied, or has network devices for the claim's status;
@@ -201,49 +218,99 @@ def acts_on_host(call: Call, plans: Iterable[AnyPlan]) -> bool:
 
 
 async def complete_at_once(call: Call, planned: Checkpoint) -> Checkpoint:
-    """A claim with no host action: reserve and write the specs at once, then record it
-    completed, the only checkpoint write of its prepare.
+    """A claim with no host action: reserve, write the specs and write the completed record
+    all at once, the record being the only checkpoint write of its prepare.
 
-    Until that write nothing records the claim, and nothing on the host needs restoring:
-    on failure the specs and the hold go again here. A crash before the write leaves a spec
-    or a hold with no record; the kubelet unprepares a claim whose prepare failed (no
-    record: remove and release by owner), the orphan scan releases a hold without a
-    checkpoint with its specs, and the CDI writer removes specs without one at start.
-    The write itself is not rolled back when it fails: it may have landed (an answer lost),
-    and then the record must find its spec and hold in place.
+    Nothing here touches the host, so there is nothing to restore, only a hold and a spec
+    to find in place. The record may therefore land before them: it is trusted as written
+    only by the process that saw all three succeed (`Deps.settled`); any other prepare that
+    finds it (after a crash, a restart, a failed undo) redoes the reserve and the spec
+    write from the record first (machine: Resume), both idempotent for the same owner.
+    A crash before the record leaves a spec or a hold with no record: the kubelet's
+    unprepare (no record: remove and release by owner), the orphan scan (a hold without a
+    checkpoint) and the CDI writer's start-up sweep (a spec without one) remove them.
     """
     uid = call.claim.uid
+    # Pure for these plans (acts_on_host said so): no I/O, so done before anything is sent.
+    applied = [p if p.observe_only else call.family(p.family).apply(p) for p in planned.plans]
+    spec, items = _specs_for(call, planned, applied, True)
+    done = msgspec.structs.replace(
+        planned,
+        step=machine.step_kept(None, machine.Event.COMPLETED_AT_ONCE),
+        plans=tuple(applied),
+        outcome=reply.outcome(
+            call.deps.driver, uid, planned.devices, spec, frozenset(i.request for i in items)
+        ),
+        boot_id=call.deps.boot_id,
+    )
     try:
-        (spec, items), applied = await _write_while_reserving(call, planned, True)
-        done = msgspec.structs.replace(
-            planned,
-            step=machine.step_kept(None, machine.Event.COMPLETED_AT_ONCE),
-            plans=tuple(applied),
-            outcome=reply.outcome(
-                call.deps.driver, uid, planned.devices, spec, frozenset(i.request for i in items)
-            ),
-            boot_id=call.deps.boot_id,
+        reserving, writing, recording = await asyncio.gather(
+            _reserve(call, planned),
+            _send_specs(call, spec, items),
+            call.deps.checkpoints.create(call.key, done),
+            return_exceptions=True,
         )
-    except BaseException:
-        try:
-            await sweep(call, planned)
-        except Exception:
-            logger.exception("rollback failed", extra={telemetry.ATTR_CLAIM_UID: uid})
+    except BaseException:  # cancelled (the service stops): leave what a crash would leave
+        await _sweep_quietly(call, planned)
         raise
-    # KeyExists (another instance recorded the claim meanwhile) is the caller's to answer:
-    # the hold and the spec are the same owner's, theirs now.
-    await call.deps.checkpoints.create(call.key, done)
-    logger.info("claim prepared", extra={telemetry.ATTR_CLAIM_UID: uid})
-    return done
+    if isinstance(recording, KeyExists):
+        # Another instance recorded the claim meanwhile: the hold and the spec are the same
+        # owner's, theirs now. The caller answers from their record.
+        raise recording
+    failed = next((r for r in (reserving, writing) if isinstance(r, BaseException)), None)
+    if failed is None:
+        if isinstance(recording, BaseException):
+            # The write may have landed (an answer lost): then the record must find its spec
+            # and hold in place. Not settled here, so the next prepare redoes them anyway.
+            raise recording
+        logger.info("claim prepared", extra={telemetry.ATTR_CLAIM_UID: uid})
+        return done
+    revision = None if isinstance(recording, BaseException) else recording
+    await _drop_at_once(call, planned, revision)
+    raise failed
+
+
+async def _drop_at_once(call: Call, planned: Checkpoint, revision: int | None) -> None:
+    """Undo a failed prepare with no host action: its record (when it landed) and its spec
+    and hold go together. Whatever is left is redone or swept later (complete_at_once)."""
+    steps = [_sweep_quietly(call, planned)]
+    if revision is not None:
+        steps.append(_delete_quietly(call, revision))
+    await asyncio.gather(*steps)
+
+
+async def _sweep_quietly(call: Call, checkpoint: Checkpoint) -> None:
+    try:
+        await sweep(call, checkpoint)
+    except Exception:
+        logger.exception("rollback failed", extra={telemetry.ATTR_CLAIM_UID: call.claim.uid})
+
+
+async def _delete_quietly(call: Call, revision: int) -> None:
+    try:
+        await call.deps.checkpoints.delete(call.key, last=revision)
+    except Exception:
+        logger.exception(
+            "could not remove the record of a failed prepare; the next prepare redoes it",
+            extra={telemetry.ATTR_CLAIM_UID: call.claim.uid},
+        )
 
 
 async def forget(call: Call, checkpoint: Checkpoint, revision: int) -> None:
-    """Unprepare a completed claim with no host action: its record goes first (the one
-    write of this unprepare), then its spec and hold at once. A crash between leaves them
-    with no record, for the kubelet's retry to sweep."""
+    """Unprepare a completed claim with no host action: its record, spec and hold go at
+    once. A failure or crash part-way leaves either a record without its spec and hold,
+    which no process trusts any more (the caller took the claim out of `Deps.settled`; a
+    new process starts with none), so a prepare redoes it and an unprepare forgets it
+    again; or a spec and hold without a record, which the kubelet's retry sweeps."""
     machine.step_after(checkpoint.step, machine.Event.FORGOTTEN)  # the record goes
-    await call.deps.checkpoints.delete(call.key, last=revision)
-    await sweep(call, checkpoint)
+    results = await asyncio.gather(
+        call.deps.checkpoints.delete(call.key, last=revision),
+        sweep(call, checkpoint),
+        return_exceptions=True,
+    )
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
 
 
 async def sweep(call: Call, checkpoint: Checkpoint | None) -> None:
@@ -272,7 +339,7 @@ async def _write_while_reserving(
     return writing, reserving
 
 
-async def _reserve_and_apply(call: Call, checkpoint: Checkpoint) -> list[AnyPlan]:
+async def _reserve(call: Call, checkpoint: Checkpoint) -> None:
     with tracer.start_as_current_span("reserve devices"):
         await call.deps.bus.request(
             subjects.alloc_reserve(call.deps.node),
@@ -280,6 +347,10 @@ async def _reserve_and_apply(call: Call, checkpoint: Checkpoint) -> list[AnyPlan
             Reserved,
             call.hop(),
         )
+
+
+async def _reserve_and_apply(call: Call, checkpoint: Checkpoint) -> list[AnyPlan]:
+    await _reserve(call, checkpoint)
     applied = []
     for plan in checkpoint.plans:
         if plan.observe_only:
@@ -296,6 +367,14 @@ async def _reserve_and_apply(call: Call, checkpoint: Checkpoint) -> list[AnyPlan
 async def _write_specs(
     call: Call, checkpoint: Checkpoint, plans: list[AnyPlan], with_metadata: bool
 ) -> tuple[Spec | None, tuple[RequestMetadata, ...]]:
+    spec, items = _specs_for(call, checkpoint, plans, with_metadata)
+    await _send_specs(call, spec, items)
+    return spec, items
+
+
+def _specs_for(
+    call: Call, checkpoint: Checkpoint, plans: list[AnyPlan], with_metadata: bool
+) -> tuple[Spec | None, tuple[RequestMetadata, ...]]:
     deps = call.deps
     spec = cdispec.claim_spec(deps.driver, call.claim.uid, plans)
     items = (
@@ -303,16 +382,19 @@ async def _write_specs(
         if with_metadata
         else ()
     )
+    return spec, items
+
+
+async def _send_specs(call: Call, spec: Spec | None, items: tuple[RequestMetadata, ...]) -> None:
     with tracer.start_as_current_span("write CDI spec"):
         specs = tuple(msgspec.Raw(s) for s in cdispec.encoded_specs(spec))
         if specs or items:
-            await deps.bus.request(
-                subjects.cdi_write(deps.node),
+            await call.deps.bus.request(
+                subjects.cdi_write(call.deps.node),
                 WriteCdiSpecs(owner=call.claim.uid, specs=specs, metadata=items),
                 CdiSpecsWritten,
                 call.hop(),
             )
-    return spec, items
 
 
 def current(deps: Deps, checkpoint: Checkpoint) -> bool:

@@ -28,7 +28,7 @@ from hostdev_events.inventory import Device
 from hostdev_events.plans import AnyPlan, ObservedPlan
 from hostdev_events.state import AllocatedDevice, Checkpoint
 from hostdev_kube import NotFound, ResourceClaim
-from hostdev_preparer import machine, selection, status
+from hostdev_preparer import flow, machine, selection, status
 from hostdev_preparer.errors import ClaimRejected, failed
 from hostdev_preparer.flow import (
     Call,
@@ -114,7 +114,8 @@ async def _prepare(call: Call) -> ClaimOutcome:
     try:
         found = await call.deps.checkpoints.get(call.key)
         checkpoint, revision = found if found is not None else (None, 0)
-        match machine.on_prepare(checkpoint, call.deps.boot_id):
+        trust = checkpoint is None or flow.trusted(call, checkpoint)
+        match machine.on_prepare(checkpoint, call.deps.boot_id, trusted=trust):
             case machine.Answer(outcome):
                 return outcome
             case machine.Resume(recorded):
@@ -145,6 +146,7 @@ async def _outcome(call: Call, checkpoint: Checkpoint, revision: int) -> ClaimOu
 async def _reported(call: Call, done: Checkpoint) -> ClaimOutcome:
     """The outcome for the kubelet, once the claim's device status says what was done."""
     assert done.outcome is not None  # a completed record always has one
+    call.deps.settled.add(call.claim.uid)  # its record, spec and hold are all in place
     new = status.entries(
         call.deps.driver,
         call.deps.node,
@@ -258,6 +260,8 @@ def _link_publishes(published_in: Iterable[str]) -> None:
 async def _unprepare_one(call: Call) -> str:
     started = call.deps.clock.monotonic()
     async with call.deps.locks.hold(call.claim.uid):
+        # From here on its record may outlive its spec and hold (flow.forget).
+        call.deps.settled.discard(call.claim.uid)
         if call.deps.known_claims is not None:
             call.deps.known_claims.unprepared(call.claim.uid)
         try:

@@ -9,6 +9,7 @@ flow.py and record each step through `step_after`. The machine's table, state by
 | none                        | Plan               | Sweep                            |
 | preparing                   | Resume             | Undo                             |
 | completed, this boot        | Answer (recorded)  | Undo; Forget if no host action   |
+| completed, not trusted      | Resume (redo)      | Undo; Forget if no host action   |
 | completed, an earlier boot  | Resume (redo)      | Undo; Forget if no host action   |
 | unpreparing                 | FinishUndo, Plan   | Undo                             |
 
@@ -17,7 +18,9 @@ preparing | completed -undoing-> unpreparing -undone-> none (record deleted). A 
 claim is completed again after a reboot. A claim with no host action (nothing on the host
 to restore: host paths, USB nodes) is written once each way: none -completed at once->
 completed (reserved and its specs written first), and completed -forgotten-> none (its spec
-and hold go after). Anything else is a bug and raises.
+and hold go with it). As that one record is written while its spec and hold are, it is
+trusted only by the process that saw all three land; to any other ("not trusted" above)
+it is a plan to carry out again. Anything else is a bug and raises.
 """
 
 from __future__ import annotations
@@ -94,11 +97,14 @@ def completed_in_boot(checkpoint: Checkpoint, boot_id: str) -> bool:
     return not (boot_id and checkpoint.boot_id and boot_id != checkpoint.boot_id)
 
 
-def on_prepare(found: Checkpoint | None, boot_id: str) -> PrepareAction:
-    """What NodePrepareResources does for a claim, given its record and the node's boot."""
+def on_prepare(found: Checkpoint | None, boot_id: str, *, trusted: bool = True) -> PrepareAction:
+    """What NodePrepareResources does for a claim, given its record and the node's boot.
+
+    `trusted`: whether a completed record's work is known to be in place (flow.trusted).
+    """
     if found is None:
         return Plan()
-    if completed_in_boot(found, boot_id):
+    if completed_in_boot(found, boot_id) and trusted:
         assert found.outcome is not None  # completed_in_boot checked it
         return Answer(found.outcome)
     if found.step == ClaimStep.UNPREPARING:
