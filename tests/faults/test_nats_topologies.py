@@ -12,11 +12,12 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import nats
+import nats.errors
 import pytest
 import pytest_asyncio
 from nats.js.api import ExternalStream, StreamConfig, StreamSource
 
-from hostdev_bus import BusError, NatsBus, NatsKv
+from hostdev_bus import BusError, NatsBus, NatsKv, RequestTimeout
 from hostdev_events import subjects
 from hostdev_events.alloc import Hold
 from hostdev_events.inventory import Device, GetInventory, InventorySnapshot
@@ -85,7 +86,10 @@ async def node_state(
 
         async def listed() -> bool:
             nonlocal found
-            found = (await node_state(url, node))[0]
+            try:
+                found = (await node_state(url, node))[0]
+            except (RequestTimeout, nats.errors.TimeoutError):
+                return False  # no leader yet for a stream: ask again, as any client would
             return len(found) >= expect
 
         await nats_topology.eventually(f"{expect} checkpoints not listed", listed, 10.0)
@@ -253,15 +257,24 @@ async def _create_buckets(url: str, replicas: int) -> None:
 
 
 async def _bucket_replicas(url: str) -> dict[str, int]:
-    nc = await nats.connect(url)
-    try:
-        js = nc.jetstream()
-        return {
-            name: (await js.stream_info(name)).config.num_replicas or 1
-            for name in ("KV_hostdev-checkpoints", "KV_hostdev-ledger", "KV_hostdev-inventory")
-        }
-    finally:
-        await nc.close()
+    """Each bucket's replicas, once the cluster answers: right after a member was killed
+    the stream info requests may time out while its streams elect leaders."""
+    found: dict[str, int] = {}
+
+    async def answered() -> bool:
+        nc = await nats.connect(url)
+        try:
+            js = nc.jetstream()
+            for name in ("KV_hostdev-checkpoints", "KV_hostdev-ledger", "KV_hostdev-inventory"):
+                found[name] = (await js.stream_info(name)).config.num_replicas or 1
+            return True
+        except nats.errors.TimeoutError:
+            return False
+        finally:
+            await nc.close()
+
+    await nats_topology.eventually("the buckets' stream info not answered", answered, 30.0)
+    return found
 
 
 async def test_single_server_restarted_mid_prepare_converges_to_one_checkpoint_spec_and_hold(

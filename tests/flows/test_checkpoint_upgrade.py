@@ -110,6 +110,9 @@ async def test_version_1_checkpoint_is_answered_and_undone_after_the_upgrade(
         "mdev_uuid": plan.uuid if isinstance(plan, MdevPlan) else "",
     }
     await (await js.key_value(subjects.CHECKPOINT_BUCKET)).put(key, _v1_record(case, fill))
+    # The upgrade: this release's preparer starts on the node version 1 left behind.
+    await services.stop("preparer")
+    await services.start("preparer")
     upgraded = await store.get(key)
     assert upgraded is not None
     assert type(upgraded[0].plans[0]) is type(plan)

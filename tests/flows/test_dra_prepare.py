@@ -335,6 +335,8 @@ async def test_a_prepare_cut_off_before_its_record_is_undone_by_the_kubelets_unp
     await (await _checkpoint_store(services)).delete(
         subjects.checkpoint_key(node_config.node, claim.uid)
     )
+    await services.stop("preparer")  # the crash: a preparer starts afresh on what it left
+    await services.start("preparer")
     assert await _holders(services, "udmabuf") == (claim.uid,)
     assert _spec_files(node_config)
 

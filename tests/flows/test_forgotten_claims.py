@@ -298,6 +298,8 @@ async def test_prepare_left_unfinished_by_a_crash_is_rolled_back_after_the_retry
         found[0], step=ClaimStep.PREPARING, outcome=None, boot_id=""
     )
     await store.update(key, unfinished, last=found[1])
+    await services.stop("preparer")  # the crash: a preparer starts afresh on what it left
+    await services.start("preparer")
 
     await _let_time_pass(clock, STUCK - 2 * SCAN)
     assert await _checkpoint(services, claim.uid) is not None
@@ -413,6 +415,8 @@ async def test_host_path_prepare_cut_short_before_its_record_loses_its_hold_and_
     assert (await plugin.prepare([claim])).claims[claim.uid].error == ""
     store = await NatsKv.open(services.nc.jetstream(), subjects.CHECKPOINT_BUCKET, Checkpoint)
     await store.delete(subjects.checkpoint_key(node_config.node, claim.uid))
+    await services.stop("preparer")  # the crash: a preparer starts afresh on what it left
+    await services.start("preparer")
     assert await _holders(services, "kvm") == (claim.uid,)
     assert _specs(node_config, claim.uid)
 

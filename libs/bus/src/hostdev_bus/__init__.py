@@ -14,6 +14,7 @@ from hostdev_bus.errors import (
     WrongRevision,
 )
 from hostdev_bus.kv import KvStore, MemoryKv, NatsKv
+from hostdev_bus.kvmemory import PrefixInMemory
 
 __all__ = [
     "Bus",
@@ -27,6 +28,7 @@ __all__ = [
     "NatsBus",
     "NatsKv",
     "PayloadTooLarge",
+    "PrefixInMemory",
     "RemoteError",
     "RequestTimeout",
     "Unavailable",

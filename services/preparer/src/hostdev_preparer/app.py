@@ -8,7 +8,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from hostdev_bus import NatsKv
+from hostdev_bus import KvStore, NatsKv, PrefixInMemory
 from hostdev_devconfig import load_config
 from hostdev_events import subjects
 from hostdev_events.alloc import Hold
@@ -109,13 +109,12 @@ def app(
             netlink or Pyroute2Netlink(),
         )
         cache = ClaimCache(driver=settings.driver_name, node=node)
+        checkpoints = await _checkpoints(ctx, settings)
         deps = Deps(
             node=node,
             driver=settings.driver_name,
             bus=ctx.bus,
-            checkpoints=await NatsKv.open(
-                ctx.js, subjects.CHECKPOINT_BUCKET, Checkpoint, ctx.settings.kv_replicas
-            ),
+            checkpoints=checkpoints,
             inventory=InventoryView(
                 node,
                 await NatsKv.open(
@@ -135,6 +134,19 @@ def app(
         return routes(node, deps, dp_restore.RestoreMetrics(ctx.metrics.registry))
 
     return start
+
+
+async def _checkpoints(ctx: ServiceContext, settings: Settings) -> KvStore[Checkpoint]:
+    """This node's checkpoints; read from memory when the settings allow (PrefixInMemory:
+    a node runs one preparer, the records' only writer), loaded before any call is served."""
+    store = await NatsKv.open(
+        ctx.js, subjects.CHECKPOINT_BUCKET, Checkpoint, ctx.settings.kv_replicas
+    )
+    if not settings.checkpoints_in_memory:
+        return store
+    remembered = PrefixInMemory(store, subjects.device_key_prefix(settings.node_name))
+    await remembered.load()
+    return remembered
 
 
 async def _watch_for_orphans(

@@ -33,6 +33,9 @@ class Settings(CommonSettings, frozen=True, kw_only=True):
     claims_from_watch: whether a prepare reads its claim from the watched claims when they
                     have it under the kubelet's UID, sparing a GET (HOSTDEV_CLAIMS_FROM_WATCH);
                     a claim not seen yet, re-created or once unprepared is always read with a GET.
+    checkpoints_in_memory: whether this node's checkpoints are read from memory, loaded at
+                    start and kept by this process's own writes (HOSTDEV_CHECKPOINTS_IN_MEMORY);
+                    sound because the preparer is their only writer.
     """
 
     kube_api_url: str = ""
@@ -44,3 +47,4 @@ class Settings(CommonSettings, frozen=True, kw_only=True):
     stuck_preparing_seconds: Annotated[float, msgspec.Meta(ge=0)] = 180.0
     orphan_scan_seconds: Annotated[float, msgspec.Meta(gt=0)] = 30.0
     claims_from_watch: bool = True
+    checkpoints_in_memory: bool = True
