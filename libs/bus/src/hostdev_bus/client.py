@@ -51,7 +51,7 @@ class NatsBus:
         payload = codec.encode(message)
         try:
             msg = await self.nc.request(
-                subject, payload, timeout=max(timeout, 0.001), headers=tracing.inject()
+                subject, payload, timeout=max(timeout, 0.001), headers=_trace_headers()
             )
         except nats.errors.MaxPayloadError as err:
             raise PayloadTooLarge(subject, len(payload)) from err
@@ -67,9 +67,15 @@ class NatsBus:
     async def publish(self, subject: str, message: Message) -> None:
         payload = codec.encode(message)
         try:
-            await self.nc.publish(subject, payload, headers=tracing.inject())
+            await self.nc.publish(subject, payload, headers=_trace_headers())
         except nats.errors.MaxPayloadError as err:
             raise PayloadTooLarge(subject, len(payload)) from err
+
+
+def _trace_headers() -> dict[str, str] | None:
+    """The trace context as headers; None when there is none (tracing off): nats-py sends
+    any headers given, even none, as a header block every receiver has to parse."""
+    return tracing.inject() or None
 
 
 def decode_reply(subject: str, data: bytes, reply: type[R]) -> R:
