@@ -23,7 +23,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from bench import report
+from bench import report, transport
 from bench.floor import FloorTarget, fetch_claims, floor_deps
 from bench.load import LevelResult, run_level
 from bench.prepare import StackResult, import_times, run_stack
@@ -61,6 +61,7 @@ class Sizes:
     slice_sizes: tuple[int, ...]
     settle_s: float  # wait after start before reading idle memory
     import_times: bool
+    transport_trips: int = 1000  # bare round trips of each transport
 
 
 FULL = Sizes(
@@ -78,6 +79,7 @@ SHORT = Sizes(
     slice_sizes=(100, 1_000),
     settle_s=0.5,
     import_times=False,
+    transport_trips=50,
 )
 
 
@@ -92,6 +94,7 @@ class Results:
     floor: list[LevelResult]
     stack: StackResult
     slices: list[SizeResult]
+    transport: transport.TransportResult | None = None
     claims: int = 0
     claims_s: float = 0.0
     duration_s: float = 0.0
@@ -156,6 +159,9 @@ async def _measure(sizes: Sizes, base: Path) -> Results:
         me = {"bench (kubelet side)": os.getpid()}
         floor = [await run_level(target, work, me) for work in floor_work]
 
+        _progress("transports alone: NATS, JetStream KV and gRPC round trips")
+        bare = await transport.measure(nats_url, base / "transport", sizes.transport_trips)
+
         imports = {}
         if sizes.import_times:
             _progress("import time of each service")
@@ -199,6 +205,7 @@ async def _measure(sizes: Sizes, base: Path) -> Results:
         floor,
         stack,
         slices,
+        bare,
         claims,
         claims_s,
         time.perf_counter() - started,
@@ -224,6 +231,7 @@ def _json(results: Results, found: list[report.Target], short: bool) -> dict[str
             "levels": [lv.as_json() for lv in results.floor],
             "ratio_p50": _round(report.floor_ratio(stack.levels, results.floor)),
         },
+        "transport": transport.as_json(results.transport) if results.transport else None,
         "slices": {
             "sizes": [s.as_json() for s in results.slices],
             "skipped": [{"devices": n, "reason": "short mode"} for n in skipped],
@@ -253,6 +261,7 @@ def _print(results: Results, found: list[report.Target]) -> None:
             stack.levels,
         ),
         floor_text,
+        *([transport.table(results.transport, _seq_p50(stack))] if results.transport else []),
         report.cpu_table(stack.levels, results.floor),
         report.slices_table(results.slices, skipped),
         report.memory_table(stack),
@@ -273,6 +282,11 @@ def _print(results: Results, found: list[report.Target]) -> None:
     print()
     print("\n\n".join(sections))
     print(f"\ntook {results.duration_s:.1f} s")
+
+
+def _seq_p50(stack: StackResult) -> float | None:
+    one = [lv for lv in stack.levels if lv.callers == 1]
+    return one[0].prepare.p50 if one else None
 
 
 def _failures(results: Results) -> list[str]:
