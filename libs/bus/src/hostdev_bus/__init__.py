@@ -13,7 +13,7 @@ from hostdev_bus.errors import (
     Unavailable,
     WrongRevision,
 )
-from hostdev_bus.kv import KvStore, MemoryKv, NatsKv
+from hostdev_bus.kv import KvStore, KvWrite, MemoryKv, NatsKv, write_all
 
 __all__ = [
     "Bus",
@@ -22,6 +22,7 @@ __all__ = [
     "KeyMissing",
     "KvError",
     "KvStore",
+    "KvWrite",
     "MalformedReply",
     "MemoryKv",
     "NatsBus",
@@ -34,4 +35,5 @@ __all__ = [
     "connect",
     "decode_reply",
     "inbox_prefix",
+    "write_all",
 ]
