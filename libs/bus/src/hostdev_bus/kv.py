@@ -38,10 +38,11 @@ _WRONG_LAST_SEQUENCE = (10071, 10164)
 _LISTING_CONSUMER_SECONDS = 2.0
 # How long nats-py waits for a JetStream API answer unless told otherwise.
 _JS_TIMEOUT = 5.0
-# Pipelined writes (`write_all`) awaited together: the oldest half of this many is awaited
-# once they are all sent, so nats-server stores some while this process encodes the next.
-# Small enough that a window's answers come well within _JS_TIMEOUT and the client's
-# pending buffer stays far below its limit; large enough that no write waits for one answer.
+# Pipelined writes (`write_all`) in flight at most: when this many are sent, the answers to
+# the oldest half are awaited before more go out, so nats-server stores some while this
+# process encodes the next. Small enough that a half's answers come well within _JS_TIMEOUT
+# and the client's pending buffer stays far below its limit; large enough that no write
+# waits for the answer to the one before.
 _WRITE_WINDOW = 512
 _EXPECTED_LAST = "Nats-Expected-Last-Subject-Sequence"
 
