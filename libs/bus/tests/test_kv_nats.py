@@ -15,13 +15,17 @@ from nats.js.kv import KeyValue
 
 from hostdev_bus import (
     KeyExists,
+    KvWrite,
+    MemoryKv,
     NatsBus,
     NatsKv,
     RemoteError,
     RequestTimeout,
     Unavailable,
     WrongRevision,
+    write_all,
 )
+from hostdev_bus import kv as kv_module
 from hostdev_events.alloc import Hold, Reserved, ReserveDevices
 from hostdev_testing.nats_topology import eventually
 
@@ -153,3 +157,68 @@ async def test_key_listings_leave_no_consumer_behind_for_long(nc: Client) -> Non
         return (await js.stream_info(real._stream)).state.consumer_count <= baseline
 
     await eventually("the listings' consumers dropped by the server", back_to_baseline, 15)
+
+
+async def test_write_all_lands_every_write_and_returns_each_lost_one_in_its_place(
+    nc: Client,
+) -> None:
+    """More writes than one pipelined window: each lands at the revision returned, a create
+    of a key with a value and an update naming an old revision lose alone, and a key deleted
+    before is created again as create() does."""
+    kv = await _kv(nc)
+    taken = await kv.create("n.taken", Hold(holders=("theirs",)))
+    moved = await kv.create("n.moved", Hold(holders=("v1",)))
+    await kv.update("n.moved", Hold(holders=("v2",)), last=moved)
+    gone = await kv.create("n.gone", Hold(holders=("old",)))
+    await kv.delete("n.gone", last=gone)
+    fresh = [KvWrite(f"n.k{i:04d}", Hold(holders=(f"h{i}",))) for i in range(1200)]
+    writes = [
+        *fresh[:600],
+        KvWrite("n.taken", Hold(holders=("ours",))),
+        KvWrite("n.moved", Hold(holders=("ours",)), last=moved),
+        KvWrite("n.gone", Hold(holders=("back",))),
+        *fresh[600:],
+    ]
+    results = await write_all(kv, writes)
+    assert len(results) == len(writes)
+    assert isinstance(results[600], KeyExists)
+    assert isinstance(results[601], WrongRevision)
+    for write, result in zip(writes, results, strict=True):
+        if write.key in ("n.taken", "n.moved"):
+            continue
+        assert await kv.get(write.key) == (write.value, result)
+    assert await kv.get("n.taken") == (Hold(holders=("theirs",)), taken)
+    assert (await kv.get("n.moved") or (None, 0))[0] == Hold(holders=("v2",))
+
+
+async def test_write_all_in_memory_follows_the_same_rules() -> None:
+    """MemoryKv, written one by one: revisions in order, a lost compare-and-set returned."""
+    kv: MemoryKv[Hold] = MemoryKv()
+    first = await kv.create("n.a", Hold(holders=("x",)))
+    results = await write_all(
+        kv,
+        [
+            KvWrite("n.a", Hold(holders=("y",))),
+            KvWrite("n.a", Hold(holders=("z",)), last=first),
+            KvWrite("n.b", Hold(holders=("b",))),
+        ],
+    )
+    assert isinstance(results[0], KeyExists)
+    assert await kv.get("n.a") == (Hold(holders=("z",)), results[1])
+    assert await kv.get("n.b") == (Hold(holders=("b",)), results[2])
+
+
+async def test_write_all_nobody_stores_or_answers_gives_typed_bus_errors(
+    nc: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Writes to subjects no stream takes are Unavailable at once; writes that a server
+    takes and never answers are a RequestTimeout after the deadline, not a hang."""
+    monkeypatch.setattr(kv_module, "_JS_TIMEOUT", 0.3)
+    bound = await _kv(nc)
+    real: Any = bound._kv  # the stream and subject prefix nats-py keeps private
+    await nc.subscribe("silent.kv.>", cb=_never_answer)
+    await nc.flush()
+    for prefix, expected in (("silent.kv.", RequestTimeout), ("nobody.kv.", Unavailable)):
+        elsewhere = NatsKv(KeyValue(real._name, real._stream, prefix, real._js, False), Hold)
+        with pytest.raises(expected):
+            await write_all(elsewhere, [KvWrite(f"k{i}", Hold()) for i in range(700)])

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from hostdev_events.inventory import Attribute, Device
-from hostdev_families.slices import MAX_DEVICES, Existing, Pool, device_json, plan
+import msgspec
+
+from hostdev_events.inventory import Attribute, ConsumableCapacity, CounterUse, Device
+from hostdev_families.slices import MAX_DEVICES, Existing, Pool, body, device_json, plan
 
 POOL = Pool(node="node-1", driver="hostdev.k8s.io", node_uid="uid-1")
 
@@ -115,3 +117,49 @@ def test_untainted_slices_still_take_128() -> None:
     """Without taints (the setting off) the same devices pack 128 to a slice."""
     devices = [Device(name=f"d{i:04d}", family="hostpath", healthy=False) for i in range(200)]
     assert [len(_names(b)) for b in plan(POOL, [], devices).creates] == [128, 72]
+
+
+def test_planned_bodies_are_what_body_makes_of_the_same_devices() -> None:
+    """plan puts the devices' JSON in its bodies as encoded, without checking it again:
+    the result equals `body` (which checks and re-encodes) for every kind of device, in
+    device slices and in the counter slice."""
+    devices = [
+        Device(name="plain", family="hostpath", attributes={"b": Attribute(string="x")}),
+        Device(name="sick", family="hostpath", healthy=False, health_message="gone"),
+        Device(
+            name="kvm",
+            family="hostpath",
+            shareable=True,
+            capacity={"memory": "1Gi"},
+            consumable={"slots": ConsumableCapacity(value=4)},
+        ),
+        Device(
+            name="vgpu",
+            family="mdev",
+            consumes=(CounterUse(counter_set="gpu-0", counter="slots", value=1, capacity=8),),
+        ),
+    ]
+    result = plan(POOL, [], devices, taint_effect="NoSchedule")
+    device_slices = [b for b in result.creates if b["spec"].get("devices")]
+    counter_slices = [b for b in result.creates if b["spec"].get("sharedCounters")]
+    assert len(device_slices) == 1
+    assert len(counter_slices) == 1
+    for made in result.creates:
+        spec = made["spec"]
+        pool = spec["pool"]
+        expected = body(
+            POOL,
+            pool["generation"],
+            pool["resourceSliceCount"],
+            spec.get("devices") or [],
+            spec.get("sharedCounters"),
+        )
+        assert made == expected
+        assert msgspec.json.encode(made) == msgspec.json.encode(expected)
+    assert [d["name"] for d in device_slices[0]["spec"]["devices"]] == [
+        "kvm",
+        "plain",
+        "sick",
+        "vgpu",
+    ]
+    assert device_slices[0]["spec"]["devices"][2]["taints"][0]["effect"] == "NoSchedule"

@@ -13,7 +13,7 @@ from hostdev_bus.errors import (
     Unavailable,
     WrongRevision,
 )
-from hostdev_bus.kv import KvStore, MemoryKv, NatsKv
+from hostdev_bus.kv import KvStore, KvWrite, MemoryKv, NatsKv, write_all
 from hostdev_bus.kvmemory import PrefixInMemory
 
 __all__ = [
@@ -23,6 +23,7 @@ __all__ = [
     "KeyMissing",
     "KvError",
     "KvStore",
+    "KvWrite",
     "MalformedReply",
     "MemoryKv",
     "NatsBus",
@@ -36,4 +37,5 @@ __all__ = [
     "connect",
     "decode_reply",
     "inbox_prefix",
+    "write_all",
 ]

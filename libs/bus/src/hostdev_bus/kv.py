@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
 import nats.errors
@@ -13,9 +15,11 @@ from nats.js.api import KeyValueConfig, StorageType
 from nats.js.kv import KeyValue
 
 from hostdev_bus import codec
+from hostdev_bus.acks import PubAck, PublishAcks
 from hostdev_bus.errors import (
     KeyExists,
     KeyMissing,
+    KvError,
     PayloadTooLarge,
     RequestTimeout,
     Unavailable,
@@ -34,6 +38,22 @@ _WRONG_LAST_SEQUENCE = (10071, 10164)
 _LISTING_CONSUMER_SECONDS = 2.0
 # How long nats-py waits for a JetStream API answer unless told otherwise.
 _JS_TIMEOUT = 5.0
+# Pipelined writes (`write_all`) in flight at most: when this many are sent, the answers to
+# the oldest half are awaited before more go out, so nats-server stores some while this
+# process encodes the next. Small enough that a half's answers come well within _JS_TIMEOUT
+# and the client's pending buffer stays far below its limit; large enough that no write
+# waits for the answer to the one before.
+_WRITE_WINDOW = 512
+_EXPECTED_LAST = "Nats-Expected-Last-Subject-Sequence"
+
+
+@dataclass(frozen=True, slots=True)
+class KvWrite(Generic[T]):
+    """One compare-and-set write of `write_all`: `last` is the revision read, 0 creates."""
+
+    key: str
+    value: T
+    last: int = 0
 
 
 @contextlib.contextmanager
@@ -80,6 +100,7 @@ class NatsKv(Generic[T]):
     def __init__(self, kv: KeyValue, kind: type[T]) -> None:
         self._kv = kv
         self._decoder = codec.decoder(kind)
+        self._acks: PublishAcks | None = None  # made by the first write_many
 
     @classmethod
     async def open(
@@ -184,6 +205,44 @@ class NatsKv(Generic[T]):
                 found.append(key)
         return found
 
+    async def write_many(self, writes: Sequence[KvWrite[T]]) -> list[int | KvError]:
+        """`write_all` on JetStream: each write sent without waiting for the one before,
+        the answers awaited a window at a time."""
+        kv: Any = self._kv  # the connection and subject prefix are not public in nats-py
+        if self._acks is None:
+            self._acks = PublishAcks(kv._js._nc)
+        acks = self._acks
+        results: list[int | KvError] = []
+        sent: list[tuple[KvWrite[T], asyncio.Future[PubAck]]] = []
+        try:
+            for write in writes:
+                data = codec.encode(write.value)
+                with _typed(write.key):
+                    try:
+                        future = await acks.publish(
+                            f"{kv._pre}{write.key}", data, {_EXPECTED_LAST: str(write.last)}
+                        )
+                    except nats.errors.MaxPayloadError as err:
+                        raise PayloadTooLarge(write.key, len(data)) from err
+                sent.append((write, future))
+                if len(sent) >= _WRITE_WINDOW:
+                    half = _WRITE_WINDOW // 2
+                    results += await _answers(sent[:half])
+                    del sent[:half]
+            results += await _answers(sent)
+            sent = []
+        finally:
+            acks.forget([f for _, f in sent])  # after a failure nobody reads these answers
+        for i, (write, result) in enumerate(zip(writes, results, strict=True)):
+            if isinstance(result, KeyExists):
+                # A key deleted before has a delete marker, which fails a pipelined create;
+                # create() recreates such a key, and says KeyExists only for a real value.
+                try:
+                    results[i] = await self.create(write.key, write.value)
+                except KeyExists as err:
+                    results[i] = err
+        return results
+
     async def watch(self, prefix: str = "") -> AsyncIterator[tuple[str, T | None] | None]:
         """Every key under `prefix` now, then None once, then each change as it happens.
 
@@ -243,3 +302,53 @@ class MemoryKv(Generic[T]):
 
     async def keys(self, prefix: str = "") -> list[str]:
         return sorted(k for k in self._values if k.startswith(prefix))
+
+
+async def _answers(
+    sent: Sequence[tuple[KvWrite[Any], asyncio.Future[PubAck]]],
+) -> list[int | KvError]:
+    """The revisions JetStream gave pipelined writes, a lost compare-and-set as its error;
+    any other refusal raises Unavailable, no answer in time RequestTimeout."""
+    if not sent:
+        return []
+    label = f"KV {sent[0][0].key} and {len(sent) - 1} more"
+    try:
+        acks = await asyncio.wait_for(asyncio.gather(*(f for _, f in sent)), _JS_TIMEOUT)
+    except TimeoutError as err:
+        raise RequestTimeout(label, _JS_TIMEOUT) from err
+    results: list[int | KvError] = []
+    for (write, _), ack in zip(sent, acks, strict=True):
+        if ack.error is None:
+            killpoints.reached(killpoints.KV_WRITE)
+            results.append(ack.seq)
+        elif ack.error.err_code not in _WRONG_LAST_SEQUENCE:
+            raise Unavailable(f"KV {write.key}", ack.error.description or str(ack.error.code))
+        elif write.last:
+            results.append(WrongRevision(write.key, f"revision {write.last} is not the latest"))
+        else:
+            results.append(KeyExists(write.key, "already has a value"))
+    return results
+
+
+async def write_all(kv: KvStore[T], writes: Sequence[KvWrite[T]]) -> list[int | KvError]:
+    """Many compare-and-set writes, each confirmed by the store before this returns.
+
+    The result has one entry per write, in order: the new revision, or the KeyExists or
+    WrongRevision that create() or update() would have raised for it (a key deleted before
+    is created again), returned so the caller can settle that key alone while the others
+    stand. Any other failure raises; writes sent before it may have landed, as when writing
+    one at a time. JetStream gets them pipelined (10,000 inventory entries in a fraction of
+    the time of one request each); any other store gets them one by one.
+    """
+    if isinstance(kv, NatsKv):
+        return await kv.write_many(writes)
+    results: list[int | KvError] = []
+    for write in writes:
+        try:
+            if write.last:
+                results.append(await kv.update(write.key, write.value, write.last))
+            else:
+                results.append(await kv.create(write.key, write.value))
+        except (KeyExists, WrongRevision) as err:
+            results.append(err)
+    return results

@@ -102,7 +102,7 @@ class HostPathFamily:
         nodes: list[DeviceNodeEdit] = []
         mounts: list[MountEdit] = []
         for host_path in host_paths:
-            real = str(self.root.path(host_path))
+            real = self.root.real(host_path)
             inside = container_path or host_path
             if spec.type == "device":
                 nodes.append(

@@ -337,6 +337,22 @@ def body(
     return out
 
 
+def _body_of_json(
+    pool: Pool,
+    generation: int,
+    count: int,
+    devices: list[dict[str, Any]],
+    counters: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """`body` for devices that are already the JSON of SliceDevice (made by `plan`): the
+    same object, without checking and encoding again thousands of devices just encoded."""
+    if counters:
+        return body(pool, generation, count, devices, counters)
+    out = body(pool, generation, count, [])
+    out["spec"]["devices"] = list(devices)
+    return out
+
+
 @dataclass(frozen=True, slots=True)
 class _Want:
     devices: list[dict[str, Any]]
@@ -370,7 +386,9 @@ def plan(
     taint_effect: str | None = None,
 ) -> SlicePlan:
     """The writes that make the server hold exactly `devices` (and their counters)."""
-    wanted = {d.name: device_json(d, taint_effect) for d in devices}
+    # One encoding of every device: the JSON is compared with the server's and sent as is.
+    encoded: list[dict[str, Any]] = _json([slice_device(d, taint_effect) for d in devices])
+    wanted = {d.name: j for d, j in zip(devices, encoded, strict=True)}
     ordered = sorted(existing, key=lambda e: e.name)
     device_kept, device_fresh = _device_slices([e for e in ordered if not e.counters], wanted)
     counter_kept, counter_fresh = _counter_slices(
@@ -393,13 +411,23 @@ def plan(
     if not fresh and not deletes and in_step and len(changed) <= 1:
         for e, w in changed:  # one slice: an in-place update is atomic, no bump needed
             result.updates.append(
-                (e.name, e.resource_version, body(pool, generation, count, w.devices, w.counters))
+                (
+                    e.name,
+                    e.resource_version,
+                    _body_of_json(pool, generation, count, w.devices, w.counters),
+                )
             )
         return result
     generation += 1
     for e, w in kept:
         result.updates.append(
-            (e.name, e.resource_version, body(pool, generation, count, w.devices, w.counters))
+            (
+                e.name,
+                e.resource_version,
+                _body_of_json(pool, generation, count, w.devices, w.counters),
+            )
         )
-    result.creates.extend(body(pool, generation, count, w.devices, w.counters) for w in fresh)
+    result.creates.extend(
+        _body_of_json(pool, generation, count, w.devices, w.counters) for w in fresh
+    )
     return result

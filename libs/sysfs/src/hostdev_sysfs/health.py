@@ -72,7 +72,7 @@ def read_links(root: HostRoot, bdf: str) -> list[LinkState]:
 def device_number(root: HostRoot, host_path: str) -> str | None:
     """`major:minor` of a character or block device node (through symlinks), None for any
     other kind of file; raises OSError (FileNotFoundError) when the path is gone."""
-    info = os.stat(root.path(host_path))
+    info = os.stat(root.real(host_path))
     if not (stat.S_ISCHR(info.st_mode) or stat.S_ISBLK(info.st_mode)):
         return None
     return f"{os.major(info.st_rdev)}:{os.minor(info.st_rdev)}"

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path, PurePosixPath
+
+# What Path.exists() takes for "not there" rather than raising (pathlib's own list).
+_ABSENT = frozenset((errno.ENOENT, errno.ENOTDIR, errno.EBADF, errno.ELOOP))
 
 
 class PathEscapesRoot(ValueError):
@@ -15,15 +19,25 @@ class HostRoot:
 
     def __init__(self, root: Path | str) -> None:
         self.root = Path(root).resolve()
+        # The root as a string ending in one slash, for `real`; "/" stays "/".
+        self._prefix = str(self.root).rstrip("/") + "/"
 
     def path(self, host_path: str) -> Path:
         """The real path of `host_path` under the root, lexically checked (no `..`)."""
-        pure = PurePosixPath(host_path)
-        if not pure.is_absolute():
+        return Path(self.real(host_path))
+
+    def real(self, host_path: str) -> str:
+        """`path` as a string: the same checks and result, without building Path objects
+        (discovery maps thousands of paths per scan; pathlib's parsing dominated it)."""
+        if not host_path.startswith("/"):
             raise PathEscapesRoot(f"{host_path!r} is not an absolute path")
-        if ".." in pure.parts:
+        # The components pathlib keeps: empty ones (repeated slashes) and "." are dropped.
+        parts = [p for p in host_path.split("/") if p and p != "."]
+        if ".." in parts:
             raise PathEscapesRoot(f"{host_path!r} contains '..'")
-        return self.root.joinpath(*pure.parts[1:])
+        if not parts:
+            return str(self.root)
+        return self._prefix + "/".join(parts)
 
     def resolve(self, host_path: str) -> Path:
         """Like `path`, then following symlinks; the result must stay under the root."""
@@ -43,11 +57,21 @@ class HostRoot:
         if not pure.is_absolute() or ".." in pure.parts:
             raise PathEscapesRoot(f"{pattern!r} must be absolute and free of '..'")
         relative = PurePosixPath(*pure.parts[1:]).as_posix()
-        return sorted(self.host_path_of(p) for p in self.root.glob(relative))
+        skip = len(self._prefix) - 1  # keep the slash: "<root>/dev/x" -> "/dev/x"
+        return sorted(str(p)[skip:] or "/" for p in self.root.glob(relative))
 
     def exists(self, host_path: str) -> bool:
         """Whether the path exists (a dangling symlink does not)."""
-        return self.path(host_path).exists()
+        real = self.real(host_path)  # PathEscapesRoot is raised, not taken for absent
+        try:
+            os.stat(real)
+        except OSError as err:
+            if err.errno in _ABSENT:
+                return False
+            raise
+        except ValueError:  # an embedded NUL byte, as Path.exists() answers it
+            return False
+        return True
 
     def read_text(self, host_path: str) -> str:
         """A sysfs attribute's content without the trailing newline."""

@@ -9,7 +9,7 @@ from typing import Any
 
 import msgspec
 
-from hostdev_bus import Bus, KeyExists, KvStore, WrongRevision, tracing
+from hostdev_bus import Bus, KvStore, KvWrite, tracing, write_all
 from hostdev_events import subjects
 from hostdev_events.inventory import Device, InventoryChanged
 
@@ -75,10 +75,8 @@ class InventoryStore:
         changed = [n for n, d in wanted.items() if not _same(self._known.get(n), d)]
         removed = [n for n in self._known if n not in wanted]
         stamp = tracing.traceparent()  # this pass's span, recorded in what it writes
-        await bounded(
-            [self._write(n, _stamped(wanted[n], stamp)) for n in changed]
-            + [self._remove(n) for n in removed]
-        )
+        await self._write([(n, _stamped(wanted[n], stamp)) for n in changed])
+        await bounded([self._remove(n) for n in removed])
         if not changed and not removed:
             return None
         event = InventoryChanged(node=self.node, changed=tuple(changed), removed=tuple(removed))
@@ -90,20 +88,31 @@ class InventoryStore:
         await self.kv.delete(subjects.device_key(self.node, name))
         del self._known[name]
 
-    async def _write(self, name: str, device: Device) -> None:
+    async def _write(self, devices: Sequence[tuple[str, Device]]) -> None:
+        """Write every device (pipelined, each confirmed by the server before this returns);
+        a key someone else wrote meanwhile is settled on its own."""
+        writes = [
+            KvWrite(
+                subjects.device_key(self.node, name), device, self._known.get(name, (None, 0))[1]
+            )
+            for name, device in devices
+        ]
+        results = await write_all(self.kv, writes)
+        lost = []
+        for (name, device), result in zip(devices, results, strict=True):
+            if isinstance(result, int):
+                self._known[name] = (device, result)
+            else:
+                lost.append(self._overwrite(name, device))
+        await bounded(lost)
+
+    async def _overwrite(self, name: str, device: Device) -> None:
+        # Someone else wrote our key (a second instance during a rolling update): take its
+        # revision and write ours on top, since this instance just scanned the host.
         key = subjects.device_key(self.node, name)
-        revision = self._known.get(name, (None, 0))[1]
-        try:
-            if revision:
-                revision = await self.kv.update(key, device, last=revision)
-            else:
-                revision = await self.kv.create(key, device)
-        except (WrongRevision, KeyExists):
-            # Someone else wrote our key (a second instance during a rolling update): take
-            # its revision and write ours on top, since this instance just scanned the host.
-            found = await self.kv.get(key)
-            if found is None:
-                revision = await self.kv.create(key, device)
-            else:
-                revision = await self.kv.update(key, device, last=found[1])
+        found = await self.kv.get(key)
+        if found is None:
+            revision = await self.kv.create(key, device)
+        else:
+            revision = await self.kv.update(key, device, last=found[1])
         self._known[name] = (device, revision)
