@@ -29,6 +29,11 @@ class Settings(CommonSettings, frozen=True, kw_only=True):
                   shows it as Unknown (HOSTDEV_HEALTH_TIMEOUT_SECONDS; 0 = the kubelet's 30 s).
     dp_cdi:       answer Allocate with CDI device names (true) or with device nodes and
                   mounts for runtimes without CDI (false) (HOSTDEV_DP_CDI).
+    claim_batch:  the most claims one request to the preparer carries when kubelet calls
+                  that arrive while a request is out are sent together (HOSTDEV_CLAIM_BATCH);
+                  0 sends each call as its own request.
+    claim_batch_hold_ms: how long a request still unanswered holds the calls waiting behind
+                  it before they go anyway (HOSTDEV_CLAIM_BATCH_HOLD_MS).
     """
 
     plugins_dir: str = "/var/lib/kubelet/plugins"
@@ -41,3 +46,5 @@ class Settings(CommonSettings, frozen=True, kw_only=True):
     dp_cdi: bool = True
     health_resend_seconds: float = 10.0
     health_timeout_seconds: int = 30
+    claim_batch: int = 0
+    claim_batch_hold_ms: int = 50
