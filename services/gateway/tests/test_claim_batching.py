@@ -542,3 +542,24 @@ async def test_a_call_the_kubelet_gave_up_while_waiting_is_not_sent(
         await first
         assert await stays == {"stays": device_of("stays")}
         assert [preparer.uids(i) for i in range(1, len(preparer.requests))] == [["stays"]]
+
+
+async def test_with_two_requests_allowed_out_the_third_call_waits_for_one_of_them(
+    nats_url: str, node_name: str, short_dir: Path
+) -> None:
+    """in_flight=2: two calls go at once, each alone; the calls after them wait and go
+    together when either is answered."""
+    limits = BatchLimits(hold=HOLD, in_flight=2)
+    async with node(nats_url, node_name, short_dir, limits=limits) as (gw, preparer, _):
+        first = [spawn(gw.prepare("a")), spawn(gw.prepare("b"))]
+        await preparer.received(2)
+        assert gw.calls.waiting() == 0
+        later = [spawn(gw.prepare("c")), spawn(gw.prepare("d"))]
+        await gw.waiting(2)
+        preparer.released.set()
+        assert [await call for call in first] == [{"a": device_of("a")}, {"b": device_of("b")}]
+        assert await later[0] == {"c": device_of("c")}
+        assert await later[1] == {"d": device_of("d")}
+        assert sorted(preparer.uids(0) + preparer.uids(1)) == ["a", "b"]
+        assert sorted(preparer.uids(2)) == ["c", "d"]
+        assert len(preparer.requests) == 3

@@ -87,7 +87,11 @@ async def _start_dra(ctx: ServiceContext, settings: Settings, feed: Feed) -> Non
 def _batching(settings: Settings) -> BatchLimits | None:
     if settings.claim_batch <= 0:
         return None
-    return BatchLimits(max_claims=settings.claim_batch, hold=settings.claim_batch_hold_ms / 1000)
+    return BatchLimits(
+        max_claims=settings.claim_batch,
+        hold=settings.claim_batch_hold_ms / 1000,
+        in_flight=max(settings.claim_batch_in_flight, 1),
+    )
 
 
 async def _start_device_plugins(

@@ -2,10 +2,11 @@
 
 Every NATS message costs each end a loopback send and a wake-up, whatever it carries, and
 the preparer already handles the claims of one request concurrently. So a call that finds
-nothing in flight is sent at once, from its own task, exactly as without batching; calls
-that arrive while a request is out wait, and go together as one request when it is
-answered. A request that takes long (a slow claim) holds the waiting calls back for at most
-`hold` seconds: then they go anyway, so one slow claim never stalls the node's other pods.
+fewer than `in_flight` requests out is sent at once, from its own task, exactly as without
+batching; calls that arrive while that many are out wait, and go together as one request
+when one is answered. A request that takes long (a slow claim) holds the waiting calls back
+for at most `hold` seconds: then they go anyway, so one slow claim never stalls the node's
+other pods.
 
 Each call receives its own claims' outcomes. A batch's deadline is the earliest of its
 calls'. When the batch request fails as a whole, each call is answered as it would have
@@ -46,7 +47,8 @@ _CHAR_BYTES = 6
 
 @dataclass(frozen=True, slots=True)
 class BatchLimits:
-    """How large a batch may grow, and how long a slow request holds the next one back.
+    """How large a batch may grow, how many requests go out before calls wait, and how long
+    a slow request holds the waiting calls back.
 
     `max_bytes` keeps a batch well below NATS's max_payload (1 MiB by default); a batch the
     server still refuses is split into its calls.
@@ -55,6 +57,7 @@ class BatchLimits:
     max_claims: int = 64
     max_bytes: int = 256 * 1024
     hold: float = 0.05
+    in_flight: int = 1
 
 
 def ref_bytes(claim: ClaimRef) -> int:
@@ -120,7 +123,7 @@ class Batcher(Generic[Outcome]):
     async def submit(self, claims: tuple[ClaimRef, ...], remaining: float) -> Mapping[str, Outcome]:
         """The outcomes of the request that carried `claims` (a mapping that may hold other
         calls' claims too); raises what the request raised for this call."""
-        if self._in_flight == 0:
+        if self._in_flight < self._limits.in_flight and not self._pending:
             # Nothing to wait for: this call goes now, in its own task (its trace, and
             # its cancellation when the kubelet gives up, as without batching).
             self._in_flight += 1

@@ -32,8 +32,10 @@ class Settings(CommonSettings, frozen=True, kw_only=True):
     claim_batch:  the most claims one request to the preparer carries when kubelet calls
                   that arrive while a request is out are sent together (HOSTDEV_CLAIM_BATCH);
                   0 sends each call as its own request.
-    claim_batch_hold_ms: how long a request still unanswered holds the calls waiting behind
-                  it before they go anyway (HOSTDEV_CLAIM_BATCH_HOLD_MS).
+    claim_batch_in_flight: how many requests of one kind (prepare, unprepare) go out before
+                  further calls wait to be batched (HOSTDEV_CLAIM_BATCH_IN_FLIGHT).
+    claim_batch_hold_ms: the longest a call waits behind an unanswered request before the
+                  waiting calls go anyway (HOSTDEV_CLAIM_BATCH_HOLD_MS).
     """
 
     plugins_dir: str = "/var/lib/kubelet/plugins"
@@ -47,4 +49,5 @@ class Settings(CommonSettings, frozen=True, kw_only=True):
     health_resend_seconds: float = 10.0
     health_timeout_seconds: int = 30
     claim_batch: int = 0
+    claim_batch_in_flight: int = 1
     claim_batch_hold_ms: int = 50
