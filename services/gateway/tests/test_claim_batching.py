@@ -30,12 +30,15 @@ from hostdev_events.claims import (
     UnprepareClaimsReply,
 )
 from hostdev_gateway import dra
+from hostdev_gateway.app import _batching
 from hostdev_gateway.batching import BatchLimits
 from hostdev_gateway.claims import ClaimCalls
 from hostdev_gateway.feed import Feed
 from hostdev_gateway.health import HealthService
+from hostdev_gateway.settings import Settings
 from hostdev_gateway.sockets import serve_unix, stop_unix
 from hostdev_kubelet_pb.dra.v1 import api_pb2 as v1
+from hostdev_runtime.settings import load_settings
 from hostdev_testing.clock import ManualClock
 
 CALL_TIMEOUT = 10.0
@@ -563,3 +566,13 @@ async def test_with_two_requests_allowed_out_the_third_call_waits_for_one_of_the
         assert sorted(preparer.uids(0) + preparer.uids(1)) == ["a", "b"]
         assert sorted(preparer.uids(2)) == ["c", "d"]
         assert len(preparer.requests) == 3
+
+
+def test_batching_is_on_by_default_and_off_with_a_batch_of_zero() -> None:
+    default = _batching(load_settings(Settings, {"NODE_NAME": "n"}))
+    assert default == BatchLimits(max_claims=64, hold=0.05, in_flight=1)
+    env = {"NODE_NAME": "n", "HOSTDEV_CLAIM_BATCH": "8", "HOSTDEV_CLAIM_BATCH_HOLD_MS": "20"}
+    assert _batching(load_settings(Settings, env)) == BatchLimits(max_claims=8, hold=0.02)
+    assert (
+        _batching(load_settings(Settings, {"NODE_NAME": "n", "HOSTDEV_CLAIM_BATCH": "0"})) is None
+    )
