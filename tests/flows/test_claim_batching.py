@@ -51,6 +51,6 @@ async def test_concurrent_pods_with_batching_each_get_their_own_claims_prepared_
     assert len(specs) == sum(len(claims) for claims in pods) - 1
 
     unprepared = await asyncio.gather(*(plugin.unprepare(claims) for claims in pods))
-    for claims, outcome in zip(pods, unprepared, strict=True):
-        assert {uid: c.error for uid, c in outcome.claims.items()} == {c.uid: "" for c in claims}
+    for claims, undone in zip(pods, unprepared, strict=True):
+        assert {uid: c.error for uid, c in undone.claims.items()} == {c.uid: "" for c in claims}
     assert sorted(node_config.cdi_root.glob(f"k8s.{node_config.driver}-device_*.json")) == []

@@ -32,7 +32,7 @@ class Settings(CommonSettings, frozen=True, kw_only=True):
     claim_batch:  the most claims one request to the preparer carries when kubelet calls
                   that arrive while a request is out are sent together (HOSTDEV_CLAIM_BATCH);
                   0 sends each call as its own request. On by default: it measured about a
-                  quarter less CPU per cycle at 16 and 64 concurrent calls.
+                  third less CPU per cycle at 16 and 64 concurrent calls.
     claim_batch_in_flight: how many requests of one kind (prepare, unprepare) go out before
                   further calls wait to be batched (HOSTDEV_CLAIM_BATCH_IN_FLIGHT).
     claim_batch_hold_ms: the longest a call waits behind an unanswered request before the
