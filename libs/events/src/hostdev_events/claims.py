@@ -33,7 +33,8 @@ class ClaimOutcome(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True
 
 
 class PrepareClaims(Message, frozen=True, tag="claims.prepare.v1"):
-    """Prepare every listed claim (one kubelet call: one pod, this driver)."""
+    """Prepare every listed claim (one kubelet call: one pod, this driver; or several
+    concurrent calls the gateway batched)."""
 
     claims: tuple[ClaimRef, ...]
     timeout_ms: int  # what is left of the kubelet's own deadline

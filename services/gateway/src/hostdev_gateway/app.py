@@ -17,6 +17,7 @@ from hostdev_events.dp import ReconcileAllocations, Reconciled
 from hostdev_events.inventory import Device
 from hostdev_events.service import ServiceReady
 from hostdev_gateway import dra, registration
+from hostdev_gateway.batching import BatchLimits
 from hostdev_gateway.claims import ClaimCalls
 from hostdev_gateway.feed import Feed
 from hostdev_gateway.health import HealthService
@@ -67,7 +68,7 @@ async def _start_feed(ctx: ServiceContext, settings: Settings) -> Feed:
 async def _start_dra(ctx: ServiceContext, settings: Settings, feed: Feed) -> None:
     service_path, reg_path = socket_paths(settings)
     health = HealthService(feed, settings.health_resend_seconds, settings.health_timeout_seconds)
-    dra_server = dra.server(ClaimCalls(node=settings.node_name, bus=ctx.bus), health)
+    dra_server = dra.server(ClaimCalls(settings.node_name, ctx.bus, _batching(settings)), health)
     await serve_unix(dra_server, service_path)
     ctx.stack.push_async_callback(stop_unix, dra_server, service_path)
     # Only now may the kubelet learn about us: it calls the endpoint right after registering.
@@ -81,6 +82,16 @@ async def _start_dra(ctx: ServiceContext, settings: Settings, feed: Feed) -> Non
     await serve_unix(reg_server, reg_path)
     ctx.stack.push_async_callback(stop_unix, reg_server, reg_path)
     ctx.readiness.add("sockets", lambda: service_path.exists() and reg_path.exists())
+
+
+def _batching(settings: Settings) -> BatchLimits | None:
+    if settings.claim_batch <= 0:
+        return None
+    return BatchLimits(
+        max_claims=settings.claim_batch,
+        hold=settings.claim_batch_hold_ms / 1000,
+        in_flight=max(settings.claim_batch_in_flight, 1),
+    )
 
 
 async def _start_device_plugins(

@@ -1,10 +1,11 @@
-"""Kubelet claim calls turned into one NATS request to the node's preparer."""
+"""Kubelet claim calls turned into NATS requests to the node's preparer: one per call, or,
+with batching on, one per batch of concurrent calls (batching.py)."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
 from typing import TypeVar
 
 from opentelemetry import trace
@@ -19,7 +20,10 @@ from hostdev_events.claims import (
     UnprepareClaims,
     UnprepareClaimsReply,
 )
+from hostdev_gateway.batching import Batcher, BatchLimits
+from hostdev_gateway.errors import DriverUnavailable, TooManyClaims
 from hostdev_runtime import telemetry
+from hostdev_runtime.clock import Clock, SystemClock
 
 logger = logging.getLogger(__name__)
 tracer = trace.get_tracer("hostdev_gateway")
@@ -37,20 +41,35 @@ REPLY_SHARE = 0.1
 NO_RESULT = "the preparer returned no result for this claim"
 
 
-class DriverUnavailable(Exception):
-    """The preparer could not be reached or failed as a whole; the call fails, not a claim."""
+__all__ = ["ClaimCalls", "DriverUnavailable", "TooManyClaims"]
 
 
-class TooManyClaims(Exception):
-    """The call's claims do not fit in one NATS message; retrying the same call cannot help."""
-
-
-@dataclass(frozen=True, slots=True)
 class ClaimCalls:
-    """Prepare and unprepare for one node, independent of the DRA API version."""
+    """Prepare and unprepare for one node, independent of the DRA API version.
 
-    node: str
-    bus: Bus
+    With `batch` limits, concurrent calls share requests (batching.py); without, each call
+    is one request.
+    """
+
+    def __init__(
+        self,
+        node: str,
+        bus: Bus,
+        batch: BatchLimits | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        self.node = node
+        self.bus = bus
+        self._prepares: Batcher[ClaimOutcome] | None = None
+        self._unprepares: Batcher[str] | None = None
+        if batch is not None:
+            clock = clock or SystemClock()
+            self._prepares = Batcher(self._send_prepare, batch, clock)
+            self._unprepares = Batcher(self._send_unprepare, batch, clock)
+
+    def waiting(self) -> int:
+        """How many calls wait for a request in flight to be answered before they go."""
+        return sum(b.waiting for b in (self._prepares, self._unprepares) if b is not None)
 
     def _split(self, claims: list[ClaimRef]) -> tuple[dict[str, str], tuple[ClaimRef, ...]]:
         """Errors for claims the kubelet sent incomplete, and the claims to pass on."""
@@ -82,14 +101,13 @@ class ClaimCalls:
         outcomes = {uid: ClaimOutcome(error=e) for uid, e in errors.items()}
         with self._span("NodePrepareResources", claims):
             if valid:
-                timeout = _budget(remaining)
-                message = PrepareClaims(claims=valid, timeout_ms=_budget_ms(timeout))
-                subject = subjects.claims_prepare(self.node)
-                reply = await self._request(subject, message, PrepareClaimsReply, timeout)
+                left = KUBELET_TIMEOUT if remaining is None else remaining
+                if self._prepares is None:
+                    reply = await self._send_prepare(valid, left)
+                else:
+                    reply = await self._prepares.submit(valid, left)
                 for claim in valid:
-                    outcomes[claim.uid] = reply.outcomes.get(
-                        claim.uid, ClaimOutcome(error=NO_RESULT)
-                    )
+                    outcomes[claim.uid] = reply.get(claim.uid, ClaimOutcome(error=NO_RESULT))
         return {c.uid: outcomes[c.uid] for c in claims}
 
     async def unprepare(self, claims: list[ClaimRef], remaining: float | None) -> dict[str, str]:
@@ -97,13 +115,28 @@ class ClaimCalls:
         errors, valid = self._split(claims)
         with self._span("NodeUnprepareResources", claims):
             if valid:
-                timeout = _budget(remaining)
-                message = UnprepareClaims(claims=valid, timeout_ms=_budget_ms(timeout))
-                subject = subjects.claims_unprepare(self.node)
-                reply = await self._request(subject, message, UnprepareClaimsReply, timeout)
+                left = KUBELET_TIMEOUT if remaining is None else remaining
+                if self._unprepares is None:
+                    reply = await self._send_unprepare(valid, left)
+                else:
+                    reply = await self._unprepares.submit(valid, left)
                 for claim in valid:
-                    errors[claim.uid] = reply.errors.get(claim.uid, NO_RESULT)
+                    errors[claim.uid] = reply.get(claim.uid, NO_RESULT)
         return {c.uid: errors[c.uid] for c in claims}
+
+    async def _send_prepare(
+        self, claims: tuple[ClaimRef, ...], left: float
+    ) -> Mapping[str, ClaimOutcome]:
+        timeout = _budget(left)
+        message = PrepareClaims(claims=claims, timeout_ms=_budget_ms(timeout))
+        subject = subjects.claims_prepare(self.node)
+        return (await self._request(subject, message, PrepareClaimsReply, timeout)).outcomes
+
+    async def _send_unprepare(self, claims: tuple[ClaimRef, ...], left: float) -> Mapping[str, str]:
+        timeout = _budget(left)
+        message = UnprepareClaims(claims=claims, timeout_ms=_budget_ms(timeout))
+        subject = subjects.claims_unprepare(self.node)
+        return (await self._request(subject, message, UnprepareClaimsReply, timeout)).errors
 
     async def _request(
         self, subject: str, message: PrepareClaims | UnprepareClaims, reply: type[R], timeout: float
@@ -130,9 +163,8 @@ def _usable_uid(node: str, uid: str) -> bool:
     return True
 
 
-def _budget(remaining: float | None) -> float:
-    """How long the gateway waits for the preparer."""
-    left = KUBELET_TIMEOUT if remaining is None else remaining
+def _budget(left: float) -> float:
+    """How long the gateway waits for the preparer, of the `left` seconds the kubelet waits."""
     return max(left - max(REPLY_MARGIN, left * REPLY_SHARE), 0.001)
 
 
