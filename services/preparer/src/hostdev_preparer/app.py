@@ -8,7 +8,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from hostdev_bus import KvStore, NatsKv, PrefixInMemory
+from hostdev_bus import BusError, KvStore, NatsKv, PrefixInMemory
 from hostdev_devconfig import load_config
 from hostdev_events import subjects
 from hostdev_events.alloc import Hold
@@ -39,6 +39,9 @@ from hostdev_sysfs import FileWriter, HostRoot, SysfsWriter
 logger = logging.getLogger(__name__)
 
 SERVICE = "preparer"
+# Start-up waits between attempts to read the node's checkpoints, doubling up to the most.
+LOAD_RETRY_FIRST_SECONDS = 0.2
+LOAD_RETRY_MAX_SECONDS = 5.0
 
 
 def routes(node: str, deps: Deps, restored: dp_restore.RestoreMetrics) -> tuple[Route[Any], ...]:
@@ -109,7 +112,8 @@ def app(
             netlink or Pyroute2Netlink(),
         )
         cache = ClaimCache(driver=settings.driver_name, node=node)
-        checkpoints = await _checkpoints(ctx, settings)
+        time = clock or SystemClock()
+        checkpoints = await _checkpoints(ctx, settings, time)
         deps = Deps(
             node=node,
             driver=settings.driver_name,
@@ -123,7 +127,7 @@ def app(
             ),
             claims=kube,
             families=families,
-            clock=clock or SystemClock(),
+            clock=time,
             locks=KeyedLocks(),
             metadata_families=metadata_families(settings.device_metadata),
             boot_id=read_boot_id(Path(settings.boot_id_file)),
@@ -136,7 +140,9 @@ def app(
     return start
 
 
-async def _checkpoints(ctx: ServiceContext, settings: Settings) -> KvStore[Checkpoint]:
+async def _checkpoints(
+    ctx: ServiceContext, settings: Settings, clock: Clock
+) -> KvStore[Checkpoint]:
     """This node's checkpoints; read from memory when the settings allow (PrefixInMemory:
     a node runs one preparer, the records' only writer), loaded before any call is served."""
     store = await NatsKv.open(
@@ -145,8 +151,29 @@ async def _checkpoints(ctx: ServiceContext, settings: Settings) -> KvStore[Check
     if not settings.checkpoints_in_memory:
         return store
     remembered = PrefixInMemory(store, subjects.device_key_prefix(settings.node_name))
-    await remembered.load()
+    await load_when_answered(remembered, clock)
     return remembered
+
+
+async def load_when_answered(remembered: PrefixInMemory[Checkpoint], clock: Clock) -> None:
+    """Load the node's checkpoints, asking again until JetStream answers.
+
+    JetStream may not answer for a while at start (nats-server restarting with the node, a
+    stream electing its leader): like NATS itself, a dependency to wait for, not a reason to
+    exit and be restarted with the kubelet's growing back-off.
+    """
+    wait = LOAD_RETRY_FIRST_SECONDS
+    while True:
+        try:
+            await remembered.load()
+            return
+        except BusError as err:
+            logger.warning(
+                "cannot read this node's checkpoints yet; asking again",
+                extra={"error": str(err), "retry_seconds": wait},
+            )
+        await clock.sleep(wait)
+        wait = min(wait * 2, LOAD_RETRY_MAX_SECONDS)
 
 
 async def _watch_for_orphans(

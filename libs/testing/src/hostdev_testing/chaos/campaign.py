@@ -17,12 +17,13 @@ from hostdev_events import killpoints, subjects
 from hostdev_events.alloc import Hold
 from hostdev_events.state import Checkpoint
 from hostdev_testing.chaos import invariants
-from hostdev_testing.chaos.invariants import ANSWERED, Violation
+from hostdev_testing.chaos.invariants import ANSWERED, RESTARTED, Violation
 from hostdev_testing.chaos.node import (
     CALL_TIMEOUT,
     NATS_SERVER,
     READY_TIMEOUT,
     ChaosNode,
+    ChaosSetupError,
     chaos_node,
 )
 from hostdev_testing.chaos.workload import (
@@ -157,7 +158,7 @@ async def _checked(
     wait until the node is back and check again, as any client would."""
     give_up_at = time.monotonic() + deadline
     while True:
-        await node.up.wait()
+        await node.wait_up()
         try:
             return await check()
         except (BusError, nats.errors.Error, TimeoutError):
@@ -179,7 +180,7 @@ async def _round(
     except GaveUp as err:
         found.append(Violation(ANSWERED, str(err)))
     else:
-        await node.up.wait()
+        await node.wait_up()
         found += await _checked(node, lambda: invariants.prepared_complete(node, claims))
     found += await _checked(node, lambda: invariants.single_owner(node))
     for _, claim in claims:
@@ -191,7 +192,7 @@ async def _round(
         await kubelet.release_device_plugin()
     except GaveUp as err:
         found.append(Violation(ANSWERED, str(err)))
-    await node.up.wait()
+    await node.wait_up()
     found += await _checked(node, lambda: invariants.nothing_left(node, before))
     return found
 
@@ -215,7 +216,15 @@ async def _run_point(
     else:  # killed at one of its start-up points
         node.restarts.add(target)
         await node.start_service(target)
-    violations = await _round(node, kubelet, tag, before)
+    try:
+        violations = await _round(node, kubelet, tag, before)
+    except ChaosSetupError as err:
+        if node.broken is None:
+            raise  # the node's own set-up failed, not a restart the point caused
+        # A process that dies again at every start is a broken promise of this point,
+        # recorded like any other; the node is cleared for the next point.
+        violations = [Violation(RESTARTED, str(err))]
+        node.repaired()
     await node.settle()
     killed = node.restarts.counts.get(point.process, 0) > restarts
     if not killed:  # still armed (its Nth event never came): start it plain

@@ -21,6 +21,7 @@ SINGLE_OWNER = "held by one owner"
 PREPARED_COMPLETE = "prepared claim has spec, host state and checkpoint"
 NOTHING_LEFT = "nothing left after unprepare"
 ANSWERED = "kubelet answered within its deadline"
+RESTARTED = "a killed process serves again after its restart"
 INVARIANTS = (SINGLE_OWNER, PREPARED_COMPLETE, NOTHING_LEFT, ANSWERED)
 
 

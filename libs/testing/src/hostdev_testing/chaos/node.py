@@ -87,6 +87,21 @@ class ChaosNode:
     # Graceful stops (SIGTERM) that did not end in time and were SIGKILLed, per service.
     hung_stops: Restarts = field(default_factory=Restarts)
     _watchers: list[asyncio.Task[None]] = field(default_factory=list)
+    # Set when a supervised process could not be brought back: whoever waits for the node
+    # to be up is told why, rather than waiting for ever.
+    broken: BaseException | None = None
+    _broken: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def wait_up(self) -> None:
+        """Until every process serves again; ChaosSetupError when one could not be restarted."""
+        if self.broken is None and not self.up.is_set():
+            up = asyncio.create_task(self.up.wait())
+            broken = asyncio.create_task(self._broken.wait())
+            await asyncio.wait((up, broken), return_when=asyncio.FIRST_COMPLETED)
+            up.cancel()
+            broken.cancel()
+        if self.broken is not None:
+            raise ChaosSetupError(f"the node did not come back: {self.broken}")
 
     # -- processes -------------------------------------------------------------------------
 
@@ -137,9 +152,21 @@ class ChaosNode:
         assert proc is not None
         return proc.pid
 
+    def repaired(self) -> None:
+        """Forget a failed restart once the node has been cleared and started afresh."""
+        self.broken = None
+        self._broken.clear()
+
     def supervise(self, name: str) -> None:
         """Restart `name` (without the campaign's variables) as soon as it dies."""
-        self._watchers.append(asyncio.create_task(self._watch(name), name=f"watch-{name}"))
+        self._watchers.append(asyncio.create_task(self._watched(name), name=f"watch-{name}"))
+
+    async def _watched(self, name: str) -> None:
+        try:
+            await self._watch(name)
+        except Exception as err:
+            self.broken = err
+            self._broken.set()
 
     async def _watch(self, name: str) -> None:
         if name == NATS_SERVER:

@@ -86,7 +86,7 @@ class Kubelet:
             try:
                 # A restart in progress: the kubelet would find the socket gone; wait for it.
                 async with asyncio.timeout(left):
-                    await self.node.up.wait()
+                    await self.node.wait_up()
                 result = await attempt()
             except TimeoutError:
                 last = "the node did not come back up"
