@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from functools import partial
@@ -109,19 +110,18 @@ def app(
             netlink or Pyroute2Netlink(),
         )
         cache = ClaimCache(driver=settings.driver_name, node=node)
+        # The buckets at once: each open is a JetStream request (two on a first start).
+        checkpoints, inventory, ledger = await asyncio.gather(
+            NatsKv.open(ctx.js, subjects.CHECKPOINT_BUCKET, Checkpoint, ctx.settings.kv_replicas),
+            NatsKv.open(ctx.js, subjects.INVENTORY_BUCKET, Device, ctx.settings.kv_replicas),
+            NatsKv.open(ctx.js, subjects.LEDGER_BUCKET, Hold),
+        )
         deps = Deps(
             node=node,
             driver=settings.driver_name,
             bus=ctx.bus,
-            checkpoints=await NatsKv.open(
-                ctx.js, subjects.CHECKPOINT_BUCKET, Checkpoint, ctx.settings.kv_replicas
-            ),
-            inventory=InventoryView(
-                node,
-                await NatsKv.open(
-                    ctx.js, subjects.INVENTORY_BUCKET, Device, ctx.settings.kv_replicas
-                ),
-            ),
+            checkpoints=checkpoints,
+            inventory=InventoryView(node, inventory),
             claims=kube,
             families=families,
             clock=clock or SystemClock(),
@@ -131,20 +131,25 @@ def app(
             metrics=ClaimMetrics(ctx.metrics.registry),
             known_claims=cache if settings.claims_from_watch else None,
         )
-        await _watch_for_orphans(ctx, settings, kube, deps, cache)
+        _watch_for_orphans(ctx, settings, kube, deps, cache, ledger)
         return routes(node, deps, dp_restore.RestoreMetrics(ctx.metrics.registry))
 
     return start
 
 
-async def _watch_for_orphans(
-    ctx: ServiceContext, settings: Settings, kube: Kube, deps: Deps, cache: ClaimCache
+def _watch_for_orphans(
+    ctx: ServiceContext,
+    settings: Settings,
+    kube: Kube,
+    deps: Deps,
+    cache: ClaimCache,
+    ledger: NatsKv[Hold],
 ) -> None:
     """Follow the cluster's claims (for prepares to read too) and clean up what the kubelet
     forgot (see orphans)."""
     orphans = Orphans(
         deps=deps,
-        ledger=await NatsKv.open(ctx.js, subjects.LEDGER_BUCKET, Hold),
+        ledger=ledger,
         cache=cache,
         timings=Timings(
             grace=settings.orphan_grace_seconds,
