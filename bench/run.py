@@ -26,7 +26,7 @@ from typing import Any
 from bench import report, transport
 from bench.floor import FloorTarget, fetch_claims, floor_deps
 from bench.load import LevelResult, run_level
-from bench.prepare import StackResult, import_times, run_stack
+from bench.prepare import StackResult, compile_services, import_times, run_stack
 from bench.slices import SizeResult, measure_size
 from bench.stack import (
     DRIVER,
@@ -36,6 +36,7 @@ from bench.stack import (
     ApiProcess,
     Work,
     bench_host,
+    cache_bytecode,
     create_claims,
     filesystem_type,
     flatten,
@@ -162,6 +163,8 @@ async def _measure(sizes: Sizes, base: Path) -> Results:
         _progress("transports alone: NATS, JetStream KV and gRPC round trips")
         bare = await transport.measure(nats_url, base / "transport", sizes.transport_trips)
 
+        _progress("compiling the services' bytecode")
+        await compile_services()
         imports = {}
         if sizes.import_times:
             _progress("import time of each service")
@@ -314,6 +317,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     sizes = SHORT if args.short else FULL
     base = Path(tempfile.mkdtemp(prefix="hdb", dir=workdir_base()))
+    cache_bytecode(base / "pycache")
     try:
         results = asyncio.run(_measure(sizes, base))
     finally:

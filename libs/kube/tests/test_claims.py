@@ -53,6 +53,21 @@ async def test_claims_of_every_namespace_are_listed_across_pages(
     assert listed.metadata.resource_version == version
 
 
+async def test_claims_are_listed_one_page_at_a_time_at_the_first_pages_version(
+    api: ApiServer, kube: Kube
+) -> None:
+    """Five claims, two per page: three pages of 2, 2 and 1, every claim once, the first
+    page carrying the version to watch from."""
+    for name in "abcde":
+        api.create("resourceclaims", _claim(name), "default")
+    version = str(api.resource_version)
+    pages = [page async for page in kube.list_claim_pages(page_size=2)]
+    assert [len(p.items) for p in pages] == [2, 2, 1]
+    assert [c.metadata.name for p in pages for c in p.items] == list("abcde")
+    assert pages[0].metadata.resource_version == version
+    assert not pages[-1].metadata.continue_
+
+
 async def test_watch_of_claims_streams_changes_and_says_gone_when_compacted(
     api: ApiServer, kube: Kube
 ) -> None:

@@ -183,7 +183,7 @@ def test_a_relist_drops_claims_it_no_longer_has() -> None:
     cache.apply(_event("ADDED", _claim("u1", _allocation())))
     cache.replace(msgspec.convert({"metadata": {"resourceVersion": "9"}, "items": []}, ClaimList))
     assert cache.fresh("ns", "c", "u1") is None
-    assert cache.whole == {}
+    assert cache.waiting == 0
 
 
 def test_a_claim_waiting_to_be_prepared_is_kept_with_only_what_a_prepare_reads() -> None:
@@ -219,3 +219,96 @@ def test_a_prepared_claim_is_no_longer_kept_until_the_watch_shows_it_again() -> 
     assert cache.by_uid["u1"].allocated_here
     cache.apply(_event("MODIFIED", _claim("u1", _allocation())))
     assert cache.fresh("ns", "c", "u1") is not None
+
+
+def _page(version: str, *claims: dict[str, Any], more: str = "") -> ClaimList:
+    """A page as the client decodes it: from JSON (opaque parameters stay raw JSON)."""
+    body = {"metadata": {"resourceVersion": version, "continue": more}, "items": list(claims)}
+    return msgspec.json.decode(msgspec.json.encode(body), type=ClaimList)
+
+
+def test_a_list_read_page_by_page_replaces_the_cache_only_once_its_last_page_is_in() -> None:
+    """While the pages come in, the cache answers as before; then it holds exactly what the
+    pages held, at the first page's version."""
+    cache = ClaimCache(driver=DRIVER, node=NODE)
+    cache.replace(_page("3", _claim("old", _allocation(), name="gone")))
+    listing = cache.listing()
+    listing.add(_page("5", _claim("u1", _allocation(), name="a"), more="token"))
+    assert cache.fresh("ns", "gone", "old") is not None
+    assert cache.resource_version == "3"
+    listing.add(_page("6", _claim("u2", None, name="b")))
+    cache.replace(listing)
+    assert set(cache.by_uid) == {"u1", "u2"}
+    assert cache.fresh("ns", "a", "u1") is not None
+    assert cache.fresh("ns", "gone", "old") is None
+    assert cache.resource_version == "5"
+    assert cache.waiting == 1
+
+
+def test_a_list_cut_short_leaves_the_cache_as_it_was() -> None:
+    """A listing never given to the cache (a 410 between pages) changes nothing."""
+    cache = ClaimCache(driver=DRIVER, node=NODE)
+    cache.replace(_page("3", _claim("u1", _allocation())))
+    listing = cache.listing()
+    listing.add(_page("5", _claim("u2", _allocation(), name="d"), more="token"))
+    assert set(cache.by_uid) == {"u1"}
+    assert cache.fresh("ns", "d", "u2") is None
+    assert cache.fresh("ns", "c", "u1") is not None
+
+
+def test_a_kept_claim_is_served_as_it_was_read_but_for_what_a_prepare_does_not_read() -> None:
+    """What is kept compactly gives back the claim as decoded, less labels, other
+    annotations, the node selector, other drivers' results and the resourceVersion."""
+    parameters = {"apiVersion": "hostdev.k8s.io/v1alpha1", "kind": "Config", "vlan": 7}
+    claim = _claim("u1", None)
+    claim["metadata"] |= {
+        "generation": 4,
+        "annotations": {"resource.kubernetes.io/pod-claim-name": "nic", "x": "y"},
+        "labels": {"app": "vm"},
+    }
+    result = {
+        "request": "r",
+        "driver": DRIVER,
+        "pool": NODE,
+        "device": "vf-1",
+        "adminAccess": True,
+        "shareID": "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0",
+        "consumedCapacity": {"bandwidth": "10Gi"},
+    }
+    theirs = {"request": "r", "driver": "other.example.com", "pool": NODE, "device": "x"}
+    config = {
+        "source": "FromClass",
+        "requests": ["r"],
+        "opaque": {"driver": DRIVER, "parameters": parameters},
+    }
+    claim["status"] = {
+        "allocation": {
+            "devices": {"results": [result, theirs], "config": [config]},
+            **_by_name("In", NODE),
+        }
+    }
+    cache = ClaimCache(driver=DRIVER, node=NODE)
+    cache.replace(_page("9", claim))
+    read = msgspec.json.decode(msgspec.json.encode(claim), type=ResourceClaim)
+    assert read.status.allocation is not None
+    expected = msgspec.structs.replace(
+        read,
+        metadata=msgspec.structs.replace(
+            read.metadata,
+            resource_version="",
+            labels={},
+            annotations={"resource.kubernetes.io/pod-claim-name": "nic"},
+        ),
+        status=msgspec.structs.replace(
+            read.status,
+            allocation=msgspec.structs.replace(
+                read.status.allocation,
+                node_selector=None,
+                devices=msgspec.structs.replace(
+                    read.status.allocation.devices,
+                    results=read.status.allocation.devices.results[:1],
+                ),
+            ),
+        ),
+    )
+    assert cache.fresh("ns", "c", "u1") == expected

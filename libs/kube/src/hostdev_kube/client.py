@@ -153,18 +153,30 @@ class Kube:
     async def list_claims(self, page_size: int = 500) -> ClaimList:
         """Every ResourceClaim of the cluster, with the list's resourceVersion to watch from.
 
-        Read in pages (one consistent snapshot: the pages share the first one's version);
-        raises Gone when the snapshot expired between pages, as a list then starts over.
+        Read in pages (see list_claim_pages), returned as one list.
         """
-        query = {"limit": str(page_size)}
-        page = await self._request(ClaimList, "GET", f"{CLAIMS}?{urlencode(query)}")
-        items = list(page.items)
-        version = page.metadata.resource_version
-        while page.metadata.continue_:
-            query["continue"] = page.metadata.continue_
-            page = await self._request(ClaimList, "GET", f"{CLAIMS}?{urlencode(query)}")
+        items: list[ResourceClaim] = []
+        version = ""
+        async for page in self.list_claim_pages(page_size):
+            version = version or page.metadata.resource_version
             items.extend(page.items)
         return ClaimList(metadata=ListMeta(resource_version=version), items=tuple(items))
+
+    async def list_claim_pages(self, page_size: int = 500) -> AsyncIterator[ClaimList]:
+        """Every ResourceClaim of the cluster, one page of at most `page_size` at a time, so
+        a caller that keeps only part of each claim never holds the whole list.
+
+        The pages are one consistent snapshot, at the first page's resourceVersion (where a
+        watch continues); raises Gone when the snapshot expired between pages, as a list
+        then starts over.
+        """
+        query = {"limit": str(page_size)}
+        while True:
+            page = await self._request(ClaimList, "GET", f"{CLAIMS}?{urlencode(query)}")
+            yield page
+            if not page.metadata.continue_:
+                return
+            query["continue"] = page.metadata.continue_
 
     async def watch_claims(
         self, resource_version: str, timeout_seconds: int = 300

@@ -301,8 +301,8 @@ async def run_service(
             )
             ctx.readiness.add("nats", lambda: nc.is_connected)
             if settings.http_port:
-                runner = await http.serve(ctx.readiness, metrics.registry, settings.http_port)
-                stack.push_async_callback(runner.cleanup)
+                endpoints = await http.serve(ctx.readiness, metrics.registry, settings.http_port)
+                stack.push_async_callback(endpoints.cleanup)
             if stopping is None:
                 for sig in (signal.SIGTERM, signal.SIGINT):
                     loop.add_signal_handler(sig, ctx.stopping.set)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import gc
 import logging
@@ -52,16 +53,13 @@ def resources(settings: Settings) -> tuple[ResourceSpec, ...]:
 
 async def _start_feed(ctx: ServiceContext, settings: Settings) -> Feed:
     feed = Feed(settings.node_name)
-    ctx.spawn(
-        feed.follow_inventory(
-            await NatsKv.open(ctx.js, subjects.INVENTORY_BUCKET, Device, ctx.settings.kv_replicas)
-        )
+    # Both buckets at once: each open is a JetStream request (two on a first start).
+    inventory, ledger = await asyncio.gather(
+        NatsKv.open(ctx.js, subjects.INVENTORY_BUCKET, Device, ctx.settings.kv_replicas),
+        NatsKv.open(ctx.js, subjects.LEDGER_BUCKET, Hold, ctx.settings.kv_replicas),
     )
-    ctx.spawn(
-        feed.follow_ledger(
-            await NatsKv.open(ctx.js, subjects.LEDGER_BUCKET, Hold, ctx.settings.kv_replicas)
-        )
-    )
+    ctx.spawn(feed.follow_inventory(inventory))
+    ctx.spawn(feed.follow_ledger(ledger))
     return feed
 
 

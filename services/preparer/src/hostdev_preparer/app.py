@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from functools import partial
@@ -113,18 +114,19 @@ def app(
         )
         cache = ClaimCache(driver=settings.driver_name, node=node)
         time = clock or SystemClock()
-        checkpoints = await _checkpoints(ctx, settings, time)
+        # The buckets at once: each open is a JetStream request (two on a first start).
+        stored, inventory, ledger = await asyncio.gather(
+            NatsKv.open(ctx.js, subjects.CHECKPOINT_BUCKET, Checkpoint, ctx.settings.kv_replicas),
+            NatsKv.open(ctx.js, subjects.INVENTORY_BUCKET, Device, ctx.settings.kv_replicas),
+            NatsKv.open(ctx.js, subjects.LEDGER_BUCKET, Hold),
+        )
+        checkpoints = await _checkpoints(stored, settings, time)
         deps = Deps(
             node=node,
             driver=settings.driver_name,
             bus=ctx.bus,
             checkpoints=checkpoints,
-            inventory=InventoryView(
-                node,
-                await NatsKv.open(
-                    ctx.js, subjects.INVENTORY_BUCKET, Device, ctx.settings.kv_replicas
-                ),
-            ),
+            inventory=InventoryView(node, inventory),
             claims=kube,
             families=families,
             clock=time,
@@ -134,20 +136,17 @@ def app(
             metrics=ClaimMetrics(ctx.metrics.registry),
             known_claims=cache if settings.claims_from_watch else None,
         )
-        await _watch_for_orphans(ctx, settings, kube, deps, cache)
+        _watch_for_orphans(ctx, settings, kube, deps, cache, ledger)
         return routes(node, deps, dp_restore.RestoreMetrics(ctx.metrics.registry))
 
     return start
 
 
 async def _checkpoints(
-    ctx: ServiceContext, settings: Settings, clock: Clock
+    store: NatsKv[Checkpoint], settings: Settings, clock: Clock
 ) -> KvStore[Checkpoint]:
     """This node's checkpoints; read from memory when the settings allow (PrefixInMemory:
     a node runs one preparer, the records' only writer), loaded before any call is served."""
-    store = await NatsKv.open(
-        ctx.js, subjects.CHECKPOINT_BUCKET, Checkpoint, ctx.settings.kv_replicas
-    )
     if not settings.checkpoints_in_memory:
         return store
     remembered = PrefixInMemory(store, subjects.device_key_prefix(settings.node_name))
@@ -176,14 +175,19 @@ async def load_when_answered(remembered: PrefixInMemory[Checkpoint], clock: Cloc
         wait = min(wait * 2, LOAD_RETRY_MAX_SECONDS)
 
 
-async def _watch_for_orphans(
-    ctx: ServiceContext, settings: Settings, kube: Kube, deps: Deps, cache: ClaimCache
+def _watch_for_orphans(
+    ctx: ServiceContext,
+    settings: Settings,
+    kube: Kube,
+    deps: Deps,
+    cache: ClaimCache,
+    ledger: NatsKv[Hold],
 ) -> None:
     """Follow the cluster's claims (for prepares to read too) and clean up what the kubelet
     forgot (see orphans)."""
     orphans = Orphans(
         deps=deps,
-        ledger=await NatsKv.open(ctx.js, subjects.LEDGER_BUCKET, Hold),
+        ledger=ledger,
         cache=cache,
         timings=Timings(
             grace=settings.orphan_grace_seconds,

@@ -1,12 +1,13 @@
 """The cluster's ResourceClaims as a list-then-watch keeps them: by UID, with whether each is ours.
 
-The claims allocated here are kept whole, so a prepare can read its claim from memory
-rather than GET it (see ClaimCache.fresh).
+What a prepare reads of the claims allocated here is kept too, so a prepare can read its
+claim from memory rather than GET it (see ClaimCache.fresh).
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -16,6 +17,8 @@ import msgspec
 from hostdev_kube import ClaimList, Gone, KubeError, ResourceClaim, WatchEvent
 from hostdev_kube.models import (
     Allocation,
+    AllocationConfig,
+    AllocationResult,
     ClaimStatus,
     DeviceAllocation,
     NodeSelector,
@@ -39,7 +42,7 @@ RETRY_MAX_SECONDS = 30.0
 class WatchingKube(Protocol):
     """List and watch ResourceClaims of every namespace (hostdev_kube.Kube does)."""
 
-    async def list_claims(self) -> ClaimList: ...
+    def list_claim_pages(self) -> AsyncIterator[ClaimList]: ...
 
     def watch_claims(
         self, resource_version: str, timeout_seconds: int = WATCH_SECONDS
@@ -89,6 +92,77 @@ def allocated_here(claim: ResourceClaim, driver: str, node: str) -> bool:
     return ours and selects_node(allocation.node_selector, node)
 
 
+class _Kept(msgspec.Struct, frozen=True, array_like=True):
+    """What a prepare reads of a claim allocated here besides its names and UID (which
+    SeenClaim has): the generation, the pod's claim name, this driver's results and the
+    configs. Kept encoded, a few hundred bytes a claim: labels, other annotations, the node
+    selector and other drivers' results are not kept for the claims waiting to be prepared."""
+
+    generation: int
+    pod_claim: str | None
+    results: tuple[AllocationResult, ...]
+    config: tuple[AllocationConfig, ...]
+
+
+# JSON, not MessagePack: a config's opaque parameters are raw JSON (msgspec.Raw), kept as is.
+_encode_kept = msgspec.json.Encoder().encode
+_decode_kept = msgspec.json.Decoder(_Kept).decode
+
+
+@dataclass(slots=True)
+class _Claims:
+    """Claims by UID as a list or a watch showed them: whether each is ours, and what a
+    prepare reads of those allocated here (encoded)."""
+
+    driver: str
+    node: str
+    by_uid: dict[str, SeenClaim] = field(default_factory=dict)
+    kept: dict[str, bytes] = field(default_factory=dict)
+
+    def keep(self, claim: ResourceClaim) -> None:
+        meta = claim.metadata
+        here = allocated_here(claim, self.driver, self.node)
+        # One string for a namespace's every claim, rather than one per decoded claim.
+        seen = SeenClaim(sys.intern(meta.namespace), meta.name, meta.uid, here)
+        self.by_uid[seen.uid] = seen
+        if here:
+            self.kept[seen.uid] = self._compact(claim)
+        else:
+            self.kept.pop(seen.uid, None)
+
+    def _compact(self, claim: ResourceClaim) -> bytes:
+        allocation = claim.status.allocation
+        assert allocation is not None  # allocated here
+        devices = allocation.devices
+        return _encode_kept(
+            _Kept(
+                generation=claim.metadata.generation,
+                pod_claim=claim.metadata.annotations.get(POD_CLAIM_NAME_ANNOTATION),
+                results=tuple(r for r in devices.results if r.driver == self.driver),
+                config=devices.config,
+            )
+        )
+
+
+@dataclass(slots=True)
+class Listing:
+    """A list of every claim being read page by page (ClaimCache.listing).
+
+    The cache takes it only once the last page is in (ClaimCache.replace), so a list cut
+    short (a snapshot expired between pages, a lost connection) leaves the cache as it was.
+    """
+
+    claims: _Claims
+    resource_version: str = ""
+
+    def add(self, page: ClaimList) -> None:
+        """One page: the pages of one list share the first one's resourceVersion."""
+        if not self.resource_version:
+            self.resource_version = page.metadata.resource_version
+        for claim in page.items:
+            self.claims.keep(claim)
+
+
 @dataclass(slots=True)
 class ClaimCache:
     """Claims by UID as last listed and watched.
@@ -96,70 +170,45 @@ class ClaimCache:
     `synced` turns true with the first complete list and stays so: from then on, a UID
     missing here was deleted (or never was) as far as the API server last told us.
 
-    Claims allocated here are also kept whole (`whole`), for prepares to read. A UID once
-    unprepared (`spent`) is never served from memory again: the claim may have been
-    deallocated and allocated anew while the watch lags behind, and only a GET tells.
+    What a prepare reads of the claims allocated here is also kept, compactly, for
+    prepares to read (`fresh`). A UID once unprepared (`spent`) is never served from
+    memory again: the claim may have been deallocated and allocated anew while the watch
+    lags behind, and only a GET tells.
     """
 
     driver: str
     node: str
-    by_uid: dict[str, SeenClaim] = field(default_factory=dict)
     resource_version: str = ""
     synced: bool = False
-    whole: dict[str, ResourceClaim] = field(default_factory=dict)
     spent: set[str] = field(default_factory=set)
+    _claims: _Claims = field(init=False)
 
-    def _seen(self, claim: ResourceClaim) -> SeenClaim:
-        meta = claim.metadata
-        return SeenClaim(
-            meta.namespace, meta.name, meta.uid, allocated_here(claim, self.driver, self.node)
-        )
+    def __post_init__(self) -> None:
+        self._claims = _Claims(self.driver, self.node)
 
-    def _keep(self, claim: ResourceClaim) -> None:
-        seen = self._seen(claim)
-        self.by_uid[seen.uid] = seen
-        if seen.allocated_here:
-            self.whole[seen.uid] = self._trimmed(claim)
-        else:
-            self.whole.pop(seen.uid, None)
+    @property
+    def by_uid(self) -> dict[str, SeenClaim]:
+        """Every claim listed or watched, by UID."""
+        return self._claims.by_uid
 
-    def _trimmed(self, claim: ResourceClaim) -> ResourceClaim:
-        """What a prepare reads of a claim: names, UID, generation, the pod's claim name,
-        this driver's results and the configs. Labels, other annotations, the node selector
-        and other drivers' results are not kept for the claims waiting to be prepared."""
-        meta = claim.metadata
-        allocation = claim.status.allocation
-        assert allocation is not None  # allocated here
-        pod_claim = meta.annotations.get(POD_CLAIM_NAME_ANNOTATION)
-        return ResourceClaim(
-            metadata=ObjectMeta(
-                name=meta.name,
-                namespace=meta.namespace,
-                uid=meta.uid,
-                generation=meta.generation,
-                annotations=_NONE if pod_claim is None else {POD_CLAIM_NAME_ANNOTATION: pod_claim},
-                labels=_NONE,
-            ),
-            status=ClaimStatus(
-                allocation=Allocation(
-                    devices=DeviceAllocation(
-                        results=tuple(
-                            r for r in allocation.devices.results if r.driver == self.driver
-                        ),
-                        config=allocation.devices.config,
-                    )
-                )
-            ),
-        )
+    @property
+    def waiting(self) -> int:
+        """How many claims allocated here are kept for a prepare to read."""
+        return len(self._claims.kept)
 
-    def replace(self, listed: ClaimList) -> None:
+    def listing(self) -> Listing:
+        """An empty list to fill page by page, then give to `replace`."""
+        return Listing(_Claims(self.driver, self.node))
+
+    def replace(self, listed: Listing | ClaimList) -> None:
         """Everything the list returned, and nothing else."""
-        self.by_uid = {}
-        self.whole = {}
-        for claim in listed.items:
-            self._keep(claim)
+        if isinstance(listed, ClaimList):
+            one_page = self.listing()
+            one_page.add(listed)
+            listed = one_page
+        self._claims = listed.claims
         self.spent &= self.by_uid.keys()
-        self.resource_version = listed.metadata.resource_version
+        self.resource_version = listed.resource_version
         self.synced = True
 
     def apply(self, event: WatchEvent) -> None:
@@ -168,10 +217,10 @@ class ClaimCache:
         # JSON (msgspec.Raw), which only a JSON decode can fill.
         claim = msgspec.json.decode(msgspec.json.encode(event.object), type=ResourceClaim)
         if event.type in ("ADDED", "MODIFIED"):
-            self._keep(claim)
+            self._claims.keep(claim)
         elif event.type == "DELETED":
-            self.by_uid.pop(claim.metadata.uid, None)
-            self.whole.pop(claim.metadata.uid, None)
+            self._claims.by_uid.pop(claim.metadata.uid, None)
+            self._claims.kept.pop(claim.metadata.uid, None)
             self.spent.discard(claim.metadata.uid)
         if claim.metadata.resource_version:
             self.resource_version = claim.metadata.resource_version
@@ -185,22 +234,23 @@ class ClaimCache:
         """
         if uid in self.spent:
             return None
-        claim = self.whole.get(uid)
-        if claim is None or (claim.metadata.namespace, claim.metadata.name) != (namespace, name):
+        kept = self._claims.kept.get(uid)
+        seen = self._claims.by_uid.get(uid)
+        if kept is None or seen is None or (seen.namespace, seen.name) != (namespace, name):
             return None
-        return claim
+        return _claim(seen, _decode_kept(kept))
 
     def prepared(self, uid: str) -> None:
         """The claim is prepared: its record answers from now on, so the claim is no longer
         kept for a prepare (until the watch shows it changed)."""
-        self.whole.pop(uid, None)
+        self._claims.kept.pop(uid, None)
 
     def unprepared(self, uid: str) -> None:
         """The claim was unprepared: its next prepare, if any, reads it from the API.
 
         Kept until the claim's deletion is watched, or a relist no longer has it.
         """
-        self.whole.pop(uid, None)
+        self._claims.kept.pop(uid, None)
         self.spent.add(uid)
 
     def named(self, namespace: str, name: str) -> SeenClaim | None:
@@ -209,6 +259,27 @@ class ClaimCache:
             if (seen.namespace, seen.name) == (namespace, name):
                 return seen
         return None
+
+
+def _claim(seen: SeenClaim, kept: _Kept) -> ResourceClaim:
+    """The claim as a prepare reads it, from what was kept of it."""
+    return ResourceClaim(
+        metadata=ObjectMeta(
+            name=seen.name,
+            namespace=seen.namespace,
+            uid=seen.uid,
+            generation=kept.generation,
+            annotations=_NONE
+            if kept.pod_claim is None
+            else {POD_CLAIM_NAME_ANNOTATION: kept.pod_claim},
+            labels=_NONE,
+        ),
+        status=ClaimStatus(
+            allocation=Allocation(
+                devices=DeviceAllocation(results=kept.results, config=kept.config)
+            )
+        ),
+    )
 
 
 async def follow(cache: ClaimCache, kube: WatchingKube, clock: Clock) -> None:
@@ -222,7 +293,10 @@ async def follow(cache: ClaimCache, kube: WatchingKube, clock: Clock) -> None:
     while True:
         try:
             if not cache.resource_version:
-                cache.replace(await kube.list_claims())
+                listing = cache.listing()
+                async for page in kube.list_claim_pages():
+                    listing.add(page)
+                cache.replace(listing)
             events = 0
             async for event in kube.watch_claims(cache.resource_version, WATCH_SECONDS):
                 events += 1
