@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 
-import nats
 import pytest
-import pytest_asyncio
 from nats.aio.client import Client
 
 from hostdev_bus import (
@@ -143,15 +140,6 @@ async def test_a_read_from_the_store_that_a_write_overlapped_is_not_kept() -> No
     assert old is not None
     assert old[0].holders == ("y",)
     assert await remembered.get(f"{PREFIX}a") == (Hold(holders=("z",)), latest)
-
-
-@pytest_asyncio.fixture
-async def nc(nats_url: str) -> AsyncIterator[Client]:
-    client = await nats.connect(nats_url)
-    try:
-        yield client
-    finally:
-        await client.close()
 
 
 async def test_load_reads_every_value_of_the_prefix_from_jetstream(nc: Client) -> None:

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
-import nats
 import pytest
-import pytest_asyncio
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js.kv import KeyValue
@@ -28,16 +25,6 @@ from hostdev_bus import (
 from hostdev_bus import kv as kv_module
 from hostdev_events.alloc import Hold, Reserved, ReserveDevices
 from hostdev_testing.nats_topology import eventually
-
-
-@pytest_asyncio.fixture
-async def nc(nats_url: str) -> AsyncIterator[Client]:
-    """A client connection to the session's nats-server."""
-    client = await nats.connect(nats_url)
-    try:
-        yield client
-    finally:
-        await client.close()
 
 
 async def _kv(nc: Client) -> NatsKv[Hold]:

@@ -6,11 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 
 import msgspec
-import nats
-import pytest_asyncio
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
@@ -20,15 +17,6 @@ from hostdev_events import subjects
 from hostdev_events.inventory import Device, InventoryChanged
 
 NODE = "store-node"
-
-
-@pytest_asyncio.fixture
-async def nc(nats_url: str) -> AsyncIterator[Client]:
-    client = await nats.connect(nats_url)
-    try:
-        yield client
-    finally:
-        await client.close()
 
 
 async def _store(nc: Client) -> tuple[InventoryStore, NatsKv[Device]]:

@@ -4,11 +4,8 @@ for it: a device unchanged in a later pass keeps its record, and its stamp."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 
 import msgspec
-import nats
-import pytest_asyncio
 from nats.aio.client import Client
 from opentelemetry.sdk.trace import TracerProvider
 
@@ -20,15 +17,6 @@ from hostdev_events.inventory import Device
 NODE = "trace-node"
 # A provider of our own, not the global one: spans record, nothing is exported.
 tracer = TracerProvider().get_tracer("test")
-
-
-@pytest_asyncio.fixture
-async def nc(nats_url: str) -> AsyncIterator[Client]:
-    client = await nats.connect(nats_url)
-    try:
-        yield client
-    finally:
-        await client.close()
 
 
 async def _store(nc: Client) -> tuple[InventoryStore, NatsKv[Device]]:

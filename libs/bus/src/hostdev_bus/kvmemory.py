@@ -14,6 +14,7 @@ leaves the key to be read from the store the next time, which puts memory right 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 from typing import Generic, TypeVar
 
 from hostdev_bus.kv import KvStore
@@ -89,21 +90,16 @@ class PrefixInMemory(Generic[T]):
         return found
 
     async def create(self, key: str, value: T) -> int:
-        self._writes += 1
-        try:
-            revision = await self.store.create(key, value)
-        except BaseException:
-            self._doubt(key)
-            raise
-        finally:
-            self._writes += 1
-        self._settle(key, (value, revision))
-        return revision
+        return await self._written(key, value, self.store.create(key, value))
 
     async def update(self, key: str, value: T, last: int) -> int:
+        return await self._written(key, value, self.store.update(key, value, last))
+
+    async def _written(self, key: str, value: T, write: Awaitable[int]) -> int:
+        """Await the store's write of `value`; memory takes it once the store has."""
         self._writes += 1
         try:
-            revision = await self.store.update(key, value, last)
+            revision = await write
         except BaseException:
             self._doubt(key)
             raise

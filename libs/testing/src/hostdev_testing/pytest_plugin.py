@@ -8,8 +8,10 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import nats
 import pytest
 import pytest_asyncio
+from nats.aio.client import Client
 
 from hostdev_testing.apiserver import ApiServer
 from hostdev_testing.cluster import Cluster
@@ -33,6 +35,16 @@ def nats_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield url
     finally:
         server.stop()
+
+
+@pytest_asyncio.fixture
+async def nc(nats_url: str) -> AsyncIterator[Client]:
+    """A client connection to the session's nats-server, closed after the test."""
+    client = await nats.connect(nats_url)
+    try:
+        yield client
+    finally:
+        await client.close()
 
 
 @pytest.fixture
