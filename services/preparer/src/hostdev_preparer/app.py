@@ -118,7 +118,7 @@ def app(
         stored, inventory, ledger = await asyncio.gather(
             NatsKv.open(ctx.js, subjects.CHECKPOINT_BUCKET, Checkpoint, ctx.settings.kv_replicas),
             NatsKv.open(ctx.js, subjects.INVENTORY_BUCKET, Device, ctx.settings.kv_replicas),
-            NatsKv.open(ctx.js, subjects.LEDGER_BUCKET, Hold),
+            NatsKv.open(ctx.js, subjects.LEDGER_BUCKET, Hold, ctx.settings.kv_replicas),
         )
         checkpoints = await _checkpoints(stored, settings, time)
         deps = Deps(
