@@ -119,3 +119,21 @@ def test_snapshots_picture_nodes_by_number_and_removal_takes_them(tmp_path: Path
     assert snapshot(sysfs.root)["dev/net/tun"] == "node:10:200"
     sysfs.tree.remove_node("/dev/net/tun")
     assert not (sysfs.root / "dev/net").exists()
+
+
+def test_a_rewrite_staging_file_left_by_a_killed_writer_is_not_part_of_the_tree(
+    tmp_path: Path,
+) -> None:
+    """`rewrite` stages the new text beside the attribute and renames it over; a process
+    killed in between leaves the staging file, which no kernel has: the snapshot (what
+    "nothing left behind" compares) skips it, and still sees every real change."""
+    sysfs = FakeSysfs(tmp_path / "root")
+    sysfs.tree.write("/sys/devices/pci0000:00/0000:01:00.0/driver_override", "(null)\n")
+    before = snapshot(sysfs.root)
+    attribute = sysfs.tree.path("/sys/devices/pci0000:00/0000:01:00.0/driver_override")
+    left = attribute.with_name(f".fake-{os.getpid()}-1")
+    left.write_text("vfio-pci\n")  # staged, never renamed: the writer was killed
+    assert snapshot(sysfs.root) == before
+    sysfs.tree.rewrite("/sys/devices/pci0000:00/0000:01:00.0/driver_override", "vfio-pci\n")
+    after = snapshot(sysfs.root)
+    assert after["sys/devices/pci0000:00/0000:01:00.0/driver_override"] == "file:vfio-pci\n"

@@ -210,8 +210,11 @@ def snapshot(root: Path) -> dict[str, str]:
         for name in sorted(dirnames + filenames):
             entry = Path(dirpath) / name
             relative = entry.relative_to(base).as_posix()
-            if relative.startswith(FAKE_STATE_PREFIX):
-                continue  # the fakes' own records (kernel, netlink), not part of the tree
+            if name.startswith(FAKE_STATE_PREFIX):
+                # The fakes' own files, not part of the tree: their records (kernel, netlink)
+                # at the root, and a `rewrite` staging file beside its attribute, left when
+                # the writing process is killed before the rename (no kernel has one).
+                continue
             mode = entry.lstat().st_mode
             if entry.is_symlink():
                 picture[relative] = "link:" + os.readlink(entry)
