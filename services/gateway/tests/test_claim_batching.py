@@ -381,11 +381,16 @@ async def test_a_batch_that_times_out_fails_each_of_its_calls_unavailable(
         await gw.waiting(2)
         preparer.released.set()
         await first
-        for call in calls:
-            with pytest.raises(grpc.aio.AioRpcError) as failed:
-                await call
-            assert failed.value.code() == grpc.StatusCode.UNAVAILABLE
-            assert "no reply" in (failed.value.details() or "")
+        await _each_fails_unavailable(calls, "no reply")
+
+
+async def _each_fails_unavailable(calls: list[asyncio.Task[dict[str, str]]], detail: str) -> None:
+    """Every call ends UNAVAILABLE with `detail` in its message, as it would alone."""
+    for call in calls:
+        with pytest.raises(grpc.aio.AioRpcError) as failed:
+            await call
+        assert failed.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert detail in (failed.value.details() or "")
 
 
 async def test_when_the_preparer_is_gone_every_waiting_call_fails_unavailable(
@@ -399,11 +404,7 @@ async def test_when_the_preparer_is_gone_every_waiting_call_fails_unavailable(
         await preparer.gone()
         preparer.released.set()
         assert await first == {"a": device_of("a")}
-        for call in calls:
-            with pytest.raises(grpc.aio.AioRpcError) as failed:
-                await call
-            assert failed.value.code() == grpc.StatusCode.UNAVAILABLE
-            assert "no responders" in (failed.value.details() or "")
+        await _each_fails_unavailable(calls, "no responders")
 
 
 async def test_a_batch_gets_the_earliest_deadline_of_its_calls(
