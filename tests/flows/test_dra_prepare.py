@@ -323,8 +323,8 @@ async def test_a_host_path_claim_is_recorded_once_completed_and_dropped_in_one_w
 async def test_a_prepare_cut_off_before_its_record_is_undone_by_the_kubelets_unprepare(
     services: Services, kubelet: KubeletSimulator, node_config: NodeConfig, cluster: Cluster
 ) -> None:
-    """A host-path prepare reserves and writes its spec before its one record: a crash in
-    between leaves a hold and a spec with no checkpoint, which the kubelet's unprepare of
+    """A host-path prepare reserves and writes its spec with its one record: a crash before
+    the record landed leaves a hold and a spec with no checkpoint, which the kubelet's unprepare of
     the claim removes by owner."""
     plugin = await _plugin(services, kubelet, node_config)
     claim = await cluster.allocated_claim("default", "cut", [Allocated("dev", "udmabuf")])

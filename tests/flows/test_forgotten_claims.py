@@ -406,8 +406,8 @@ async def test_host_path_prepare_cut_short_before_its_record_loses_its_hold_and_
     clock: ManualClock,
     metrics_port: int,
 ) -> None:
-    """A claim with no host action is reserved and its spec written before its one record:
-    cut short there (the record deleted here to stand for the crash), its hold and its spec
+    """A claim with no host action is reserved and its spec written with its one record:
+    cut short before the record landed (the record deleted here to stand for the crash), its hold and its spec
     are both taken away after the grace period, though the kubelet never unprepares it."""
     _prepare_preparer(services, clock, metrics_port)
     plugin = await _plugin(services, kubelet, node_config)

@@ -265,8 +265,8 @@ async def test_claim_gone_from_the_api_fails_as_not_found_and_records_nothing(no
 
 async def test_deadline_passed_on_the_clock_fails_the_claim_as_a_timeout(node: Node) -> None:
     """Time is the clock's: an API read that uses up the kubelet's deadline leaves no time
-    for any request; the claim fails as a timeout. A host path has no host action, so its
-    one record is written only once all is done: none is left, as nothing was done."""
+    for any request; the claim fails as a timeout. A host path's one record is written with
+    its spec and hold, none of which was sent: none is left, as nothing was done."""
     reads = node.claims.get_claim
 
     async def slow_read(namespace: str, name: str) -> ResourceClaim:
@@ -285,7 +285,7 @@ async def test_another_preparer_recording_first_refuses_as_stale_and_leaves_its_
     node: Node,
 ) -> None:
     """When another instance records the claim between our read and our write, the call is
-    refused with a retry hint. A host path is reserved and written before its one record:
+    refused with a retry hint. A host path is reserved and written with its one record:
     the hold and spec are the claim's, the same as the other instance's, so nothing is
     removed or released under it."""
 

@@ -171,8 +171,8 @@ def _our_owners(deps: Deps) -> dict[str, list[Path]]:
     return found
 
 
-# A claim with no host action gets its spec before its one checkpoint write (see the
-# preparer's flow.complete_at_once), within one kubelet call: 45 s, and a hop at most 10 s.
+# A claim with no host action gets its spec while its one checkpoint is written (see the
+# preparer's flow.complete_at_once), and that write may fail or be cut short, within one kubelet call: 45 s, and a hop at most 10 s.
 IN_FLIGHT_SECONDS = 120.0
 
 

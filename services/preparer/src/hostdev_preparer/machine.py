@@ -65,7 +65,7 @@ class FinishUndo:
 @dataclass(frozen=True, slots=True)
 class Sweep:
     """Unprepare of a claim with no record: done already, never prepared here, or a prepare
-    with no host action cut short before its one write. Its specs are removed and its holds
+    with no host action whose one write failed or was cut short. Its specs are removed and its holds
     released by owner, which is nothing at all in the first two cases."""
 
 

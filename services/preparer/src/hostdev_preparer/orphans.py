@@ -265,8 +265,8 @@ class Orphans:
             if await self.deps.checkpoints.get(key) is not None:
                 self._holds.pop(owner, None)  # a prepare recorded it meanwhile
                 return
-            # A prepare with no host action reserves and writes its specs before its one
-            # record: cut short there, it leaves both behind.
+            # A prepare with no host action reserves and writes its specs with its one
+            # record: cut short before the record lands, it leaves both behind.
             await self.deps.bus.request(
                 subjects.cdi_remove(self.deps.node),
                 RemoveCdiSpecs(owner=owner),
