@@ -1,6 +1,6 @@
 """CDI spec Structs, device naming, minimum version and validation, atomic files."""
 
-from hostdev_cdi import metadata, names
+from hostdev_cdi import filesystem, metadata, names
 from hostdev_cdi.errors import CdiError, InvalidSpec
 from hostdev_cdi.files import decode_spec, encode_spec, owned_files, remove_owned, write_atomic
 from hostdev_cdi.spec import ContainerEdits, Device, DeviceNode, Mount, NetDevice, Spec
@@ -18,6 +18,7 @@ __all__ = [
     "Spec",
     "decode_spec",
     "encode_spec",
+    "filesystem",
     "metadata",
     "minimum_version",
     "names",

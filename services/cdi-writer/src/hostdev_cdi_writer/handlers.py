@@ -6,8 +6,10 @@ import asyncio
 import logging
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -34,6 +36,7 @@ from hostdev_events.state import Checkpoint
 from hostdev_runtime.errors import HandlerError
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -43,6 +46,16 @@ class Deps:
     node: str
     driver: str
     cdi_root: Path
+    # Write and remove a claim's files on the event loop rather than a worker thread: set
+    # where cdi_root is in memory (hostdev_cdi.filesystem says why).
+    on_loop: bool = False
+
+
+async def _on_disk(deps: Deps, work: Callable[..., T], *args: Any) -> T:
+    """Run file work where `deps` says: on the loop, or on a worker thread."""
+    if deps.on_loop:
+        return work(*args)
+    return await asyncio.to_thread(work, *args)
 
 
 def _owner(owner: str) -> str:
@@ -131,14 +144,14 @@ def _unlink(paths: list[Path]) -> list[Path]:
 async def on_write(msg: WriteCdiSpecs, deps: Deps) -> CdiSpecsWritten:
     """Validate and write every spec of the owner atomically; drop its other specs."""
     owner = _owner(msg.owner)
-    paths = await asyncio.to_thread(_write_all, deps, owner, msg.specs, msg.metadata)
+    paths = await _on_disk(deps, _write_all, deps, owner, msg.specs, msg.metadata)
     return CdiSpecsWritten(owner=owner, paths=paths)
 
 
 async def on_remove(msg: RemoveCdiSpecs, deps: Deps) -> CdiSpecsRemoved:
     """Remove every spec file of the owner; none left is success."""
     owner = _owner(msg.owner)
-    removed = await asyncio.to_thread(_remove_all, deps, owner)
+    removed = await _on_disk(deps, _remove_all, deps, owner)
     return CdiSpecsRemoved(owner=owner, paths=tuple(str(p) for p in removed))
 
 
