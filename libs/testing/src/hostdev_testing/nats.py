@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -46,7 +47,12 @@ class NatsServer:
             "--ports_file_dir", str(self.workdir),
             "-l", str(self.log_path),
         ]  # fmt: skip
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # One Go scheduler thread, as the node's leaf runs (k8s/base/nats.yaml): on a node's
+        # light, latency-bound traffic more of them only spin and wake each other.
+        env = {"GOMAXPROCS": "1", **os.environ}  # an exported GOMAXPROCS still wins
+        self.proc = subprocess.Popen(
+            args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             ports = list(self.workdir.glob("*.ports"))
