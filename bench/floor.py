@@ -21,6 +21,7 @@ from bench.stack import DRIVER, NODE, Work
 from hostdev_allocator import handlers as alloc_handlers
 from hostdev_allocator.ledger import Ledger
 from hostdev_bus import MalformedReply, MemoryKv, RemoteError, Unavailable
+from hostdev_cdi import filesystem
 from hostdev_cdi_writer import handlers as cdi_handlers
 from hostdev_devconfig import load_config
 from hostdev_events import subjects
@@ -118,7 +119,11 @@ async def floor_deps(
         await inventory_kv.create(subjects.device_key(NODE, device.name), device)
     ledger = Ledger(NODE, MemoryKv[Hold]())
     alloc_deps = alloc_handlers.Deps(ledger=ledger)
-    cdi_deps = cdi_handlers.Deps(node=NODE, driver=DRIVER, cdi_root=cdi_root)
+    # Spec files are written where the service writes them in this directory: on the event
+    # loop when it is in memory (HOSTDEV_CDI_WRITE_ON_LOOP=auto).
+    cdi_deps = cdi_handlers.Deps(
+        node=NODE, driver=DRIVER, cdi_root=cdi_root, on_loop=filesystem.in_memory(cdi_root)
+    )
     bus = DirectBus(
         {
             subjects.alloc_reserve(NODE): partial(alloc_handlers.on_reserve, deps=alloc_deps),
