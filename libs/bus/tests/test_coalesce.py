@@ -29,7 +29,14 @@ from hostdev_events.base import ErrorCode, Message
 from hostdev_events.batch import Batch
 from hostdev_runtime.runner import Route
 from hostdev_testing.clock import ManualClock
-from hostdev_testing.responder import Echo, Echoed, Echoer, answering_plain_only, serving
+from hostdev_testing.responder import (
+    Echo,
+    Echoed,
+    Echoer,
+    answering_plain_only,
+    serving,
+    settled,
+)
 
 _SENT = msgspec.json.Decoder(Echo | Batch)
 
@@ -56,7 +63,7 @@ async def watching(nats_url: str, subject: str) -> AsyncIterator[Wire]:
     client = await nats.connect(nats_url)
     try:
         sub = await client.subscribe(subject)
-        await client.flush()
+        await settled(client)
         yield Wire(client, sub)
     finally:
         await client.close()
@@ -251,12 +258,12 @@ async def test_a_batch_with_no_responder_fails_every_request_unavailable(
     responder = await nats.connect(nats_url)
     try:
         sub = await responder.subscribe(subject)
-        await responder.flush()
+        await settled(responder)
         bus = CoalescingBus(NatsBus(nc), [subject])
         first = _ask(bus, subject, Echo(text="first"))
         msg = await sub.next_msg(timeout=10)
         await sub.unsubscribe()
-        await responder.flush()  # the server knows: nobody answers the subject any more
+        await settled(responder)  # the server knows: nobody answers the subject any more
         rest = [_ask(bus, subject, Echo(text=t)) for t in "ab"]
         await _until(lambda: bus.waiting(subject) == 2)
         await msg.respond(codec.encode(Echoed(text="first")))

@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 import msgspec
 import nats
+from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 
 from hostdev_bus import codec
@@ -59,6 +60,18 @@ class Echoer:
         return Echoed(text=request.text, padding="z" * request.pad)
 
 
+async def settled(client: NatsClient) -> None:
+    """Return once the server has taken every command `client` queued (a subscribe, an
+    unsubscribe). nats-py's flush() does not tell: it writes its PING straight to the
+    socket, ahead of the commands still queued for its flusher task; a message does not
+    overtake them."""
+    probe = client.new_inbox()
+    sub = await client.subscribe(probe)
+    await client.publish(probe, b"")
+    await sub.next_msg(timeout=10)
+    await sub.unsubscribe()
+
+
 @contextlib.asynccontextmanager
 async def serving(nats_url: str, node: str, routes: Sequence[Route[Any]]) -> AsyncIterator[None]:
     """`routes` served by the runner on `node` until the block ends."""
@@ -73,7 +86,7 @@ async def serving(nats_url: str, node: str, routes: Sequence[Route[Any]]) -> Asy
                 ready.set_result(None)
 
         await client.subscribe(subjects.service_ready(node), cb=on_ready)
-        await client.flush()
+        await settled(client)
 
         async def app(_: ServiceContext) -> Sequence[Route[Any]]:
             return routes
@@ -114,7 +127,7 @@ async def answering_plain_only(nats_url: str, subject: str, echoer: Echoer) -> A
 
     try:
         await client.subscribe(subject, cb=on_message)
-        await client.flush()
+        await settled(client)
         yield
     finally:
         await client.close()
