@@ -150,6 +150,52 @@ async def test_requests_that_come_while_one_is_out_go_as_one_batch_and_each_gets
     assert [msgspec.json.decode(i.request, type=Echo) for i in sent[1].items] == messages
 
 
+async def test_requests_started_in_one_turn_of_the_loop_go_at_once_as_one_batch(
+    nats_url: str, nc: NatsClient
+) -> None:
+    """The claims of one call reach the same step together: with nothing out, what starts
+    in one turn goes out at the end of it, as one Batch, without waiting for a reply."""
+    node, subject = _subject()
+    echoer = Echoer()
+    bus = CoalescingBus(NatsBus(nc), [subject])
+    async with (
+        serving(nats_url, node, [Route(subject, Echo, echoer)]),
+        watching(nats_url, subject) as wire,
+    ):
+        together = [_ask(bus, subject, Echo(text=t, wait=True)) for t in "abcde"]
+        await _until(lambda: echoer.waiting == 5)  # all five handled at once
+        echoer.gate.set()
+        assert await _outcomes(together) == [Echoed(text=t) for t in "abcde"]
+        sent = await wire.messages()
+    assert len(sent) == 1
+    assert isinstance(sent[0], Batch)
+    assert len(sent[0].items) == 5
+
+
+async def test_the_first_of_a_turn_cancelled_before_it_sends_leaves_the_others_their_request(
+    nats_url: str, nc: NatsClient
+) -> None:
+    node, subject = _subject()
+    echoer = Echoer()
+    bus = CoalescingBus(NatsBus(nc), [subject])
+    async with (
+        serving(nats_url, node, [Route(subject, Echo, echoer)]),
+        watching(nats_url, subject) as wire,
+    ):
+        a, b, c = (_ask(bus, subject, Echo(text=t)) for t in "abc")
+        await asyncio.sleep(0)  # a opened the turn, b and c joined it; none has gone yet
+        a.cancel()
+        assert await _outcomes([a, b, c]) == [
+            asyncio.CancelledError,
+            Echoed(text="b"),
+            Echoed(text="c"),
+        ]
+        sent = await wire.messages()
+    assert echoer.handled == ["b", "c"]
+    assert len(sent) == 1
+    assert isinstance(sent[0], Batch)
+
+
 async def test_a_responder_that_predates_batches_gets_each_request_alone_after_refusing_it(
     nats_url: str, nc: NatsClient
 ) -> None:

@@ -2,10 +2,13 @@
 
 Every NATS message costs both ends a send, a wake-up and a dispatch. For the subjects it is
 given, CoalescingBus sends a request that finds fewer than `in_flight` requests of its
-subject out at once, from its caller's task, exactly as the bus under it would (a lone
-request is not wrapped); requests that come meanwhile wait, and go together as one Batch
-when one is answered (or as a plain request when only one waits). A request out for long
-holds the waiting ones back for at most `hold` seconds: then they go anyway.
+subject out at the end of the event loop's current turn, together with the requests of that
+subject started in the same turn (the claims of one call reach each step together): alone,
+it goes from its caller's task exactly as the bus under it would send it (a lone request is
+not wrapped); several go as one Batch. Requests that come while that many are out wait,
+and go together when one is answered (or as a plain request when only one waits). A
+request out for long holds the waiting ones back for at most `hold` seconds: then they go
+anyway.
 
 Each caller gets its own result, as if its request had gone alone: its item's reply, or
 its RemoteError, MalformedReply. A batch's deadline is the earliest of its items'. When the
@@ -65,7 +68,7 @@ class CoalesceLimits:
 @dataclass(eq=False, slots=True)
 class _Waiting:
     message: Message
-    payload: bytes
+    payload: bytes  # encoded in the caller's task: a message that cannot be fails there
     reply: type[Message]
     timeout: float
     deadline: float  # on the event loop's clock
@@ -102,7 +105,8 @@ class _Lane:
         self._bus = bus
         self._limits = limits
         self._sleep = sleep
-        self._pending: list[_Group] = []
+        self._turn: _Group | None = None  # requests that go out at the end of this turn
+        self._pending: list[_Group] = []  # requests waiting for one out to return
         self._in_flight = 0
         self._hold: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -111,15 +115,9 @@ class _Lane:
     def waiting(self) -> int:
         return sum(1 for g in self._pending for w in g.waiting if not w.answer.done())
 
-    async def request(self, message: Message, reply: type[R], timeout: float) -> R:
-        if self._in_flight < self._limits.in_flight and not self._pending:
-            self._in_flight += 1
-            try:
-                return await self._bus.request(self.subject, message, reply, timeout)
-            finally:
-                self._done()
+    def _waiting(self, message: Message, reply: type[Message], timeout: float) -> _Waiting:
         loop = asyncio.get_running_loop()
-        waiting = _Waiting(
+        return _Waiting(
             message,
             codec.encode(message),
             reply,
@@ -128,13 +126,50 @@ class _Lane:
             contextvars.copy_context(),
             loop.create_future(),
         )
-        if not self._pending or not self._pending[-1].takes(waiting, self._limits):
-            self._pending.append(_Group())
-        self._pending[-1].add(waiting)
-        if self._hold is None:
-            self._hold = asyncio.create_task(self._flush_after_hold())
+
+    async def request(self, message: Message, reply: type[R], timeout: float) -> R:
+        turn = self._turn
+        if turn is None and self._in_flight < self._limits.in_flight and not self._pending:
+            return await self._first(message, reply, timeout)
+        waiting = self._waiting(message, reply, timeout)
+        if turn is not None and turn.takes(waiting, self._limits):
+            turn.add(waiting)
+        else:
+            if not self._pending or not self._pending[-1].takes(waiting, self._limits):
+                self._pending.append(_Group())
+            self._pending[-1].add(waiting)
+            if self._hold is None:
+                self._hold = asyncio.create_task(self._flush_after_hold())
         # A cancelled caller cancels its future: the flush skips it, a batch out ignores it.
         return cast(R, await waiting.answer)
+
+    async def _first(self, message: Message, reply: type[R], timeout: float) -> R:
+        """Send at the end of this turn of the loop, with the requests started in the same
+        turn (the claims of one call reach the same step together): alone, from the
+        caller's task as the bus under this one would; several, as one Batch."""
+        self._in_flight += 1
+        mine = self._waiting(message, reply, timeout)
+        turn = self._turn = _Group()
+        turn.add(mine)
+        try:
+            await asyncio.sleep(0)
+        except asyncio.CancelledError:
+            self._turn = None
+            others = [w for w in turn.waiting[1:] if not w.answer.done()]
+            if others:  # they go without this caller
+                self._launch(others)
+            self._done()
+            raise
+        self._turn = None
+        if len(turn.waiting) == 1:
+            try:
+                return await self._bus.request(self.subject, message, reply, timeout)
+            finally:
+                self._done()
+        # From a task of its own: this caller's cancellation must not cancel the others'.
+        self._launch(turn.waiting)
+        self._done()
+        return cast(R, await mine.answer)
 
     def _done(self) -> None:
         self._in_flight -= 1
@@ -147,22 +182,26 @@ class _Lane:
             self._hold.cancel()
             self._hold = None
         groups, self._pending = self._pending, []
-        now = asyncio.get_running_loop().time()
         for group in groups:
-            live = [w for w in group.waiting if not w.answer.done()]
-            for w in live:
-                if w.deadline <= now:  # its time ran out while it waited; not the others'
-                    _settle(w, RequestTimeout(self.subject, w.timeout))
-            live = [w for w in live if not w.answer.done()]
-            if not live:
-                continue
-            self._in_flight += 1
-            # One request goes in its caller's context (its trace headers); a batch in
-            # none: each item carries its own.
-            context = live[0].context if len(live) == 1 else contextvars.Context()
-            task = asyncio.create_task(self._send(live), context=context)
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._launch(group.waiting)
+
+    def _launch(self, group: list[_Waiting]) -> None:
+        """Send one group as one message, leaving out requests whose callers gave up."""
+        now = asyncio.get_running_loop().time()
+        live = [w for w in group if not w.answer.done()]
+        for w in live:
+            if w.deadline <= now:  # its time ran out while it waited; not the others'
+                _settle(w, RequestTimeout(self.subject, w.timeout))
+        live = [w for w in live if not w.answer.done()]
+        if not live:
+            return
+        self._in_flight += 1
+        # One request goes in its caller's context (its trace headers); a batch in none:
+        # each item carries its own.
+        context = live[0].context if len(live) == 1 else contextvars.Context()
+        task = asyncio.create_task(self._send(live), context=context)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _flush_after_hold(self) -> None:
         await self._sleep(self._limits.hold)
