@@ -1,6 +1,7 @@
 """NATS for dra-driver-hostdev: connect, typed request/reply, KV with compare-and-set, tracing."""
 
 from hostdev_bus.client import Bus, NatsBus, connect, decode_reply, inbox_prefix
+from hostdev_bus.coalesce import CoalesceLimits, CoalescingBus
 from hostdev_bus.errors import (
     BusError,
     KeyExists,
@@ -19,6 +20,8 @@ from hostdev_bus.kvmemory import PrefixInMemory
 __all__ = [
     "Bus",
     "BusError",
+    "CoalesceLimits",
+    "CoalescingBus",
     "KeyExists",
     "KeyMissing",
     "KvError",

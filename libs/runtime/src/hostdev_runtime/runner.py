@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import signal
@@ -16,11 +17,13 @@ import msgspec
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
+from opentelemetry import context as otel_context
 from opentelemetry import trace
 
 from hostdev_bus import NatsBus, codec, connect, inbox_prefix, tracing
 from hostdev_events import killpoints, subjects
 from hostdev_events.base import ErrorCode, ErrorReply, Message
+from hostdev_events.batch import MAX_ITEMS, Batch, BatchReply
 from hostdev_events.service import ServiceReady
 from hostdev_runtime import http, telemetry
 from hostdev_runtime.clock import SystemClock
@@ -38,7 +41,8 @@ _CLOCK = SystemClock()  # the time a message took, for its metric
 
 @dataclass(frozen=True, slots=True)
 class Route(Generic[M]):
-    """One subject, the one type its messages must decode as, and its handler."""
+    """One subject, the one type its messages must decode as, and its handler. A command's
+    subject also takes a Batch of such messages (hostdev_events.batch)."""
 
     subject: str
     request: type[M]
@@ -70,17 +74,28 @@ class ServiceContext:
 App = Callable[[ServiceContext], Awaitable[Sequence[Route[Any]]]]
 
 
-async def handle(route: Route[M], msg: Msg) -> Message | None:
-    """Decode, run the handler and turn every failure into a typed ErrorReply."""
-    return await answer(route, msg.data)
-
-
-async def answer(route: Route[M], data: bytes) -> Message | None:
-    """`handle` on the bytes of a message: what an in-memory bus in tests calls too."""
+def _decode(route: Route[M], data: bytes | msgspec.Raw) -> M | Batch | ErrorReply:
+    """The request, a Batch (a command's subject takes either), or the MALFORMED error."""
     try:
-        request = codec.decoder(route.request).decode(data)
+        decoded: M | Batch = (
+            codec.decoder(route.request)
+            if route.every_instance  # events are published one by one, never batched
+            else _or_batch(route.request)
+        ).decode(data)
     except (msgspec.DecodeError, msgspec.ValidationError) as err:
         return ErrorReply(code=ErrorCode.MALFORMED, detail=f"not a {route.request.__name__}: {err}")
+    return decoded
+
+
+@functools.cache
+def _or_batch(request: type[M]) -> msgspec.json.Decoder[M | Batch]:
+    return msgspec.json.Decoder(request | Batch)
+
+
+async def _run(route: Route[M], request: M | ErrorReply) -> Message | None:
+    """Run the handler and turn every failure into a typed ErrorReply."""
+    if isinstance(request, ErrorReply):
+        return request
     try:
         return await route.handler(request)
     except Exception as err:
@@ -90,38 +105,127 @@ async def answer(route: Route[M], data: bytes) -> Message | None:
         return ErrorReply(code=code, detail=describe(err))
 
 
-async def _dispatch(route: Route[Any], msg: Msg, metrics: Metrics, max_payload: int) -> None:
-    started = _CLOCK.monotonic()
-    attributes = {
+def _batch_items(route: Route[M], batch: Batch) -> list[M | ErrorReply] | ErrorReply:
+    """Each item decoded as a lone message would be; an error for the whole batch when it
+    holds too many items or a batch (a requester then sends its items one by one)."""
+    if len(batch.items) > MAX_ITEMS:
+        detail = f"a batch of {len(batch.items)} items: at most {MAX_ITEMS}"
+        return ErrorReply(code=ErrorCode.INVALID, detail=detail)
+    items: list[M | ErrorReply] = []
+    for item in batch.items:
+        decoded = _decode(route, item.request)
+        if isinstance(decoded, Batch):
+            return ErrorReply(code=ErrorCode.INVALID, detail="a batch inside a batch")
+        items.append(decoded)
+    return items
+
+
+async def answer(route: Route[M], data: bytes) -> Message | None:
+    """What the service answers to a message's bytes, as _dispatch does without its spans,
+    metrics and size limit: what an in-memory bus in tests calls too."""
+    decoded = _decode(route, data)
+    if not isinstance(decoded, Batch):
+        return await _run(route, decoded)
+    items = _batch_items(route, decoded)
+    if isinstance(items, ErrorReply):
+        return items
+    replies = await asyncio.gather(*(_run(route, item) for item in items))
+    return BatchReply(replies=tuple(msgspec.Raw(_item_bytes(route, r)) for r in replies))
+
+
+def _span(
+    route: Route[Any], context: otel_context.Context, batch: int = 0
+) -> contextlib.AbstractContextManager[trace.Span]:
+    attributes: dict[str, str | int] = {
         telemetry.ATTR_MESSAGING_SYSTEM: "nats",
         telemetry.ATTR_MESSAGING_DESTINATION: route.subject,
     }
-    with tracer.start_as_current_span(
+    if batch:
+        attributes[telemetry.ATTR_MESSAGING_BATCH] = batch
+    return tracer.start_as_current_span(
         f"process {route.request.__name__}",
-        context=tracing.extract(msg.headers),
+        context=context,
         kind=trace.SpanKind.CONSUMER,
         attributes=attributes,
-    ) as span:
-        reply = await handle(route, msg)
-        outcome = reply.code if isinstance(reply, ErrorReply) else "ok"
-        if isinstance(reply, ErrorReply):
-            span.set_status(trace.StatusCode.ERROR, reply.detail)
+    )
+
+
+def _handled(
+    route: Route[Any], reply: Message | None, span: trace.Span, metrics: Metrics, started: float
+) -> None:
+    """One request answered: its span's status, its metrics and its log line."""
+    outcome = reply.code if isinstance(reply, ErrorReply) else "ok"
+    if isinstance(reply, ErrorReply):
+        span.set_status(trace.StatusCode.ERROR, reply.detail)
+    elapsed = _CLOCK.monotonic() - started
+    metrics.handled.labels(route.subject, str(outcome)).inc()
+    metrics.handle_seconds.labels(route.subject).observe(elapsed)
+    logger.info(
+        "handled",
+        extra={
+            "subject": route.subject,
+            "outcome": str(outcome),
+            "duration_ms": round(elapsed * 1000, 3),
+        },
+    )
+
+
+async def _dispatch(route: Route[Any], msg: Msg, metrics: Metrics, max_payload: int) -> None:
+    started = _CLOCK.monotonic()
+    decoded = _decode(route, msg.data)
+    if isinstance(decoded, Batch):
+        await _dispatch_batch(route, msg, decoded, metrics, max_payload)
+        return
+    with _span(route, tracing.extract(msg.headers)) as span:
+        reply = await _run(route, decoded)
         if msg.reply and reply is not None:
             killpoints.reached(killpoints.NATS_REPLY)  # the work is done, the answer not sent
             payload = _fit(route, reply, _encode_reply(route, reply), max_payload)
             with contextlib.suppress(Exception):  # the requester may be gone; nothing to undo
                 await msg.respond(payload)
-        elapsed = _CLOCK.monotonic() - started
-        metrics.handled.labels(route.subject, str(outcome)).inc()
-        metrics.handle_seconds.labels(route.subject).observe(elapsed)
-        logger.info(
-            "handled",
-            extra={
-                "subject": route.subject,
-                "outcome": str(outcome),
-                "duration_ms": round(elapsed * 1000, 3),
-            },
+        _handled(route, reply, span, metrics, started)
+
+
+async def _dispatch_batch(
+    route: Route[Any], msg: Msg, batch: Batch, metrics: Metrics, max_payload: int
+) -> None:
+    """Each item handled as a lone message (its own span in its caller's trace, its
+    metrics), concurrently; one BatchReply, or one error for the whole batch."""
+    items = _batch_items(route, batch)
+    reply: Message
+    if isinstance(items, ErrorReply):
+        reply = items
+        metrics.handled.labels(route.subject, str(items.code)).inc()
+        logger.warning("batch refused", extra={"subject": route.subject, "detail": items.detail})
+    else:
+        replies = await asyncio.gather(
+            *(
+                _batch_item(route, request, item.trace, len(items), metrics)
+                for request, item in zip(items, batch.items, strict=True)
+            )
         )
+        reply = BatchReply(replies=tuple(msgspec.Raw(r) for r in replies))
+    if msg.reply:
+        killpoints.reached(killpoints.NATS_REPLY)  # the work is done, the answer not sent
+        # Too large, the batch is refused as a whole: its items then come one by one.
+        payload = _fit(route, reply, _encode_reply(route, reply), max_payload)
+        with contextlib.suppress(Exception):  # the requester may be gone; nothing to undo
+            await msg.respond(payload)
+
+
+async def _batch_item(
+    route: Route[M], request: M | ErrorReply, headers: dict[str, str], size: int, metrics: Metrics
+) -> bytes:
+    started = _CLOCK.monotonic()
+    with _span(route, tracing.extract(headers), size) as span:
+        reply = await _run(route, request)
+        _handled(route, reply, span, metrics, started)
+    return _item_bytes(route, reply)
+
+
+def _item_bytes(route: Route[Any], reply: Message | None) -> bytes:
+    """An item's entry in a BatchReply; `null` where a lone message would get no reply."""
+    return b"null" if reply is None else _encode_reply(route, reply)
 
 
 def _encode_reply(route: Route[Any], reply: Message) -> bytes:

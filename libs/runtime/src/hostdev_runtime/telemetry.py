@@ -15,6 +15,7 @@ ATTR_FAMILY = "dra.device.family"
 ATTR_NODE = "dra.node"
 ATTR_MESSAGING_SYSTEM = "messaging.system"
 ATTR_MESSAGING_DESTINATION = "messaging.destination.name"
+ATTR_MESSAGING_BATCH = "messaging.batch.message_count"
 
 _EXPORT_VARIABLES = (
     "OTEL_EXPORTER_OTLP_ENDPOINT",

@@ -9,7 +9,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from hostdev_bus import BusError, KvStore, NatsKv, PrefixInMemory
+from hostdev_bus import Bus, BusError, CoalescingBus, KvStore, NatsKv, PrefixInMemory
 from hostdev_devconfig import load_config
 from hostdev_events import subjects
 from hostdev_events.alloc import Hold
@@ -124,7 +124,7 @@ def app(
         deps = Deps(
             node=node,
             driver=settings.driver_name,
-            bus=ctx.bus,
+            bus=_requests(ctx, settings),
             checkpoints=checkpoints,
             inventory=InventoryView(node, inventory),
             claims=kube,
@@ -140,6 +140,22 @@ def app(
         return routes(node, deps, dp_restore.RestoreMetrics(ctx.metrics.registry))
 
     return start
+
+
+def _requests(ctx: ServiceContext, settings: Settings) -> Bus:
+    """The bus for the claims' requests: concurrent ones to the allocator and the CDI
+    writer coalesced into one message per subject, when the settings allow. Its hold is
+    real time, as the requests' deadlines are (a test's clock moves only claims' waits)."""
+    if not settings.request_batch:
+        return ctx.bus
+    node = settings.node_name
+    coalesced = (
+        subjects.alloc_reserve(node),
+        subjects.alloc_release(node),
+        subjects.cdi_write(node),
+        subjects.cdi_remove(node),
+    )
+    return CoalescingBus(ctx.bus, coalesced)
 
 
 async def _checkpoints(

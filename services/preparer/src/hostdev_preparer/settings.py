@@ -36,6 +36,9 @@ class Settings(CommonSettings, frozen=True, kw_only=True):
     checkpoints_in_memory: whether this node's checkpoints are read from memory, loaded at
                     start and kept by this process's own writes (HOSTDEV_CHECKPOINTS_IN_MEMORY);
                     sound because the preparer is their only writer.
+    request_batch:  whether concurrent requests to the allocator (reserve, release) and the
+                    CDI writer (write, remove) travel as one NATS message per subject while
+                    one is out (HOSTDEV_REQUEST_BATCH); each is answered as if it went alone.
     """
 
     kube_api_url: str = ""
@@ -48,3 +51,4 @@ class Settings(CommonSettings, frozen=True, kw_only=True):
     orphan_scan_seconds: Annotated[float, msgspec.Meta(gt=0)] = 30.0
     claims_from_watch: bool = True
     checkpoints_in_memory: bool = True
+    request_batch: bool = True
