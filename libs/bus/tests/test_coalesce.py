@@ -89,6 +89,18 @@ def _ask(bus: CoalescingBus, subject: str, message: Message, timeout: float = 10
     return asyncio.ensure_future(bus.request(subject, message, Echoed, timeout))
 
 
+async def _behind_one_out(
+    bus: CoalescingBus, echoer: Echoer, subject: str, messages: list[Echo]
+) -> tuple[Any, list[Any]]:
+    """One request out (its handler holds it until `echoer.gate` opens), then `messages`
+    asked and seen waiting behind it."""
+    first = _ask(bus, subject, Echo(text="first", wait=True))
+    await _until(lambda: echoer.waiting == 1)
+    rest = [_ask(bus, subject, m) for m in messages]
+    await _until(lambda: bus.waiting(subject) == len(messages))
+    return first, rest
+
+
 async def _outcomes(tasks: list[asyncio.Future[Echoed]]) -> list[object]:
     """Each task's result, or its exception as (type, code or text)."""
     done = await asyncio.gather(*tasks, return_exceptions=True)
@@ -130,10 +142,7 @@ async def test_requests_that_come_while_one_is_out_go_as_one_batch_and_each_gets
         serving(nats_url, node, [Route(subject, Echo, echoer)]),
         watching(nats_url, subject) as wire,
     ):
-        first = _ask(bus, subject, Echo(text="first", wait=True))
-        await _until(lambda: echoer.waiting == 1)
-        rest = [_ask(bus, subject, m) for m in messages]
-        await _until(lambda: bus.waiting(subject) == 9)
+        first, rest = await _behind_one_out(bus, echoer, subject, messages)
         echoer.gate.set()
         assert await first == Echoed(text="first")
         batched = await _outcomes(rest)
@@ -208,10 +217,7 @@ async def test_a_responder_that_predates_batches_gets_each_request_alone_after_r
         answering_plain_only(nats_url, subject, echoer),
         watching(nats_url, subject) as wire,
     ):
-        first = _ask(bus, subject, Echo(text="first", wait=True))
-        await _until(lambda: echoer.waiting == 1)
-        rest = [_ask(bus, subject, Echo(text=t)) for t in "abc"]
-        await _until(lambda: bus.waiting(subject) == 3)
+        first, rest = await _behind_one_out(bus, echoer, subject, [Echo(text=t) for t in "abc"])
         echoer.gate.set()
         assert await first == Echoed(text="first")
         assert await _outcomes(rest) == [Echoed(text=t) for t in "abc"]
@@ -232,10 +238,7 @@ async def test_a_batch_too_large_for_nats_is_sent_request_by_request(
         serving(nats_url, node, [Route(subject, Echo, echoer)]),
         watching(nats_url, subject) as wire,
     ):
-        first = _ask(bus, subject, Echo(text="first", wait=True))
-        await _until(lambda: echoer.waiting == 1)
-        rest = [_ask(bus, subject, m) for m in big]
-        await _until(lambda: bus.waiting(subject) == 3)
+        first, rest = await _behind_one_out(bus, echoer, subject, big)
         echoer.gate.set()
         await first
         assert await _outcomes(rest) == [Echoed(text=m.text) for m in big]
@@ -255,10 +258,9 @@ async def test_a_batch_whose_reply_outgrows_max_payload_is_sent_again_request_by
         serving(nats_url, node, [Route(subject, Echo, echoer)]),
         watching(nats_url, subject) as wire,
     ):
-        first = _ask(bus, subject, Echo(text="first", wait=True))
-        await _until(lambda: echoer.waiting == 1)
-        rest = [_ask(bus, subject, Echo(text=t, pad=400_000)) for t in "abc"]
-        await _until(lambda: bus.waiting(subject) == 3)
+        first, rest = await _behind_one_out(
+            bus, echoer, subject, [Echo(text=t, pad=400_000) for t in "abc"]
+        )
         echoer.gate.set()
         await first
         answers = await asyncio.gather(*rest)
@@ -379,10 +381,7 @@ async def test_when_the_request_out_is_cancelled_the_waiting_ones_still_go(
     echoer = Echoer()
     bus = CoalescingBus(NatsBus(nc), [subject])
     async with serving(nats_url, node, [Route(subject, Echo, echoer)]):
-        first = _ask(bus, subject, Echo(text="first", wait=True))
-        await _until(lambda: echoer.waiting == 1)
-        rest = [_ask(bus, subject, Echo(text=t)) for t in "ab"]
-        await _until(lambda: bus.waiting(subject) == 2)
+        first, rest = await _behind_one_out(bus, echoer, subject, [Echo(text=t) for t in "ab"])
         first.cancel()
         assert await _outcomes(rest) == [Echoed(text="a"), Echoed(text="b")]
         echoer.gate.set()
