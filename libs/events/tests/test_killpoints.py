@@ -68,3 +68,56 @@ def test_malformed_kill_point_is_refused_with_the_variable_name(value: str) -> N
     done = _run({killpoints.KILL_AT: value})
     assert done.returncode == 1
     assert killpoints.KILL_AT in done.stderr
+
+
+# A worker thread in untearable work (as the fake kernel's reaction to a sysfs write) while
+# the main thread reaches the point that kills: the work ends first, and only then the kill.
+KILL_DURING_WORK = (
+    "import sys, threading\n"
+    "from hostdev_events import killpoints\n"
+    "inside, killing = threading.Event(), threading.Event()\n"
+    "def work():\n"
+    "    with killpoints.UNTORN:\n"
+    "        inside.set()\n"
+    "        killing.wait()\n"
+    "        open(sys.argv[1], 'w').write('finished')\n"
+    "threading.Thread(target=work).start()\n"
+    "inside.wait()\n"
+    "killing.set()\n"
+    "killpoints.reached(killpoints.NATS_REQUEST)\n"
+    "print('survived')\n"
+)
+
+
+def test_a_kill_waits_for_untorn_work_in_another_thread_to_end(tmp_path: Path) -> None:
+    marker = tmp_path / "work"
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("HOSTDEV_CHAOS_")}
+    done = subprocess.run(
+        [sys.executable, "-c", KILL_DURING_WORK, str(marker)],
+        env=clean | {killpoints.KILL_AT: "nats.request:1"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == -signal.SIGKILL
+    assert done.stdout == ""
+    assert marker.read_text() == "finished"
+
+
+def test_a_point_reached_inside_untorn_work_kills_there() -> None:
+    script = (
+        "from hostdev_events import killpoints\n"
+        "with killpoints.UNTORN:\n"
+        "    killpoints.reached(killpoints.SYSFS_WRITE)\n"
+        "print('survived')\n"
+    )
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("HOSTDEV_CHAOS_")}
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        env=clean | {killpoints.KILL_AT: "sysfs.write:1"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == -signal.SIGKILL
+    assert done.stdout == ""

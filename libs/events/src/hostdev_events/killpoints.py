@@ -12,6 +12,11 @@ once. The campaign sets:
   as a crash or an OOM kill would, with no cleanup;
 - `HOSTDEV_CHAOS_KILL_PID=<pid>`: with KILL_AT, SIGKILL that process instead (nats-server)
   and carry on.
+
+A process kills itself only outside `UNTORN`: the test kit's fakes of the kernel and of
+netlink carry out each write under it, because a real kernel finishes a write's effects
+whatever happens to the writer, and a SIGKILL from another thread (an asyncio loop reaching
+its point while a worker thread is in the fake kernel) must not leave half a reaction behind.
 """
 
 from __future__ import annotations
@@ -44,6 +49,10 @@ KILL_AT = "HOSTDEV_CHAOS_KILL_AT"
 KILL_PID = "HOSTDEV_CHAOS_KILL_PID"
 COUNT_FILE = "HOSTDEV_CHAOS_COUNT_FILE"
 
+# Held by work a kill must not tear (see the module's text); reentrant, so a point reached
+# inside that work kills there.
+UNTORN = threading.RLock()
+
 
 class _Armed:
     """Counts events per kind (file writes run in threads, hence the lock)."""
@@ -67,7 +76,11 @@ class _Armed:
                 os.write(self.count_fd, f"{kind}\n".encode())
             if kind != self.kind or n != self.nth:
                 return
-        os.kill(self.pid or os.getpid(), signal.SIGKILL)
+        if self.pid:
+            os.kill(self.pid, signal.SIGKILL)
+            return
+        UNTORN.acquire()  # never released: the process dies holding it
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _from_env(env: Mapping[str, str]) -> _Armed | None:

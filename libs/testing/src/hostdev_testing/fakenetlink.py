@@ -37,14 +37,17 @@ class FakeNetlink:
         for field in ("mac", "vlan", "trust"):
             if getattr(settings, field) is not None and (pf, vf, field) in self.refused_fields:
                 raise OSError(f"{pf} refused {field} for VF {vf}")
-        current = self.get_vf(pf, vf)
-        state = self._load()
-        state[f"{pf}/{vf}"] = VfSettings(
-            mac=settings.mac if settings.mac is not None else current.mac,
-            vlan=settings.vlan if settings.vlan is not None else current.vlan,
-            trust=settings.trust if settings.trust is not None else current.trust,
-        )
-        self.path.write_bytes(msgspec.json.encode(state))
+        # Under killpoints.UNTORN: the kernel applies a netlink request whole, so a kill from
+        # another thread waits for the record to be written rather than truncate it.
+        with killpoints.UNTORN:
+            current = self.get_vf(pf, vf)
+            state = self._load()
+            state[f"{pf}/{vf}"] = VfSettings(
+                mac=settings.mac if settings.mac is not None else current.mac,
+                vlan=settings.vlan if settings.vlan is not None else current.vlan,
+                trust=settings.trust if settings.trust is not None else current.trust,
+            )
+            self.path.write_bytes(msgspec.json.encode(state))
         killpoints.reached(killpoints.NETLINK_WRITE)
 
     def settings(self) -> dict[str, VfSettings]:

@@ -87,7 +87,9 @@ class FakeKernel:
         The kernel serialises its reactions (device and driver locks); so does the fake,
         across threads and processes, with a lock file next to its state.
         """
-        with _WRITE_LOCK, open(self.tree.path(LOCK_FILE), "a") as lock:
+        # Under killpoints.UNTORN: a kill from another thread waits for the reaction to end,
+        # as the kernel completes a write whatever then happens to the writer.
+        with killpoints.UNTORN, _WRITE_LOCK, open(self.tree.path(LOCK_FILE), "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
                 self._write(host_path, data)
