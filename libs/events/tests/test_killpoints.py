@@ -21,10 +21,12 @@ THREE_READS = (
 )
 
 
-def _run(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+def _run(
+    env: dict[str, str], script: str = THREE_READS, *args: str
+) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("HOSTDEV_CHAOS_")}
     return subprocess.run(
-        [sys.executable, "-c", THREE_READS],
+        [sys.executable, "-c", script, *args],
         env=clean | env,
         capture_output=True,
         text=True,
@@ -91,14 +93,7 @@ KILL_DURING_WORK = (
 
 def test_a_kill_waits_for_untorn_work_in_another_thread_to_end(tmp_path: Path) -> None:
     marker = tmp_path / "work"
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("HOSTDEV_CHAOS_")}
-    done = subprocess.run(
-        [sys.executable, "-c", KILL_DURING_WORK, str(marker)],
-        env=clean | {killpoints.KILL_AT: "nats.request:1"},
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    done = _run({killpoints.KILL_AT: "nats.request:1"}, KILL_DURING_WORK, str(marker))
     assert done.returncode == -signal.SIGKILL
     assert done.stdout == ""
     assert marker.read_text() == "finished"
@@ -111,13 +106,6 @@ def test_a_point_reached_inside_untorn_work_kills_there() -> None:
         "    killpoints.reached(killpoints.SYSFS_WRITE)\n"
         "print('survived')\n"
     )
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("HOSTDEV_CHAOS_")}
-    done = subprocess.run(
-        [sys.executable, "-c", script],
-        env=clean | {killpoints.KILL_AT: "sysfs.write:1"},
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    done = _run({killpoints.KILL_AT: "sysfs.write:1"}, script)
     assert done.returncode == -signal.SIGKILL
     assert done.stdout == ""
